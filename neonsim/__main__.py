@@ -1,0 +1,5 @@
+import sys
+
+from neonsim.cli import main
+
+sys.exit(main())
