@@ -1,0 +1,58 @@
+# Copyright: neonops.storage contributors
+# Apache License 2.0 (see LICENSE)
+"""Thin wrappers over the Neon storage controller (storcon) HTTP API.
+
+Internal to neonops.storage; may change in any release. Every function takes a ``NeonClient`` and returns
+plain data; HTTP errors surface as ``NeonAPIError`` from the client.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+
+def _segment(value) -> str:
+    # Path parameters come from user input: keep them one path segment.
+    return quote(str(value), safe="")
+
+
+def attach_hook(client, tenant_shard_id: str, node_id: int | None, generation_override: int | None = None):
+    """Issue a new generation for ``tenant_shard_id`` on ``node_id`` (``None`` detaches).
+
+    Not idempotent: every call increments the generation. Returns the new generation (``None`` on detach).
+    """
+    body = {"tenant_shard_id": str(tenant_shard_id), "node_id": node_id}
+    if generation_override is not None:
+        body["generation_override"] = generation_override
+    data = client.post("/debug/v1/attach-hook", json=body).data or {}
+    return data.get("gen")
+
+
+def inspect(client, tenant_shard_id: str) -> dict:
+    """Read the current generation and its node without changing anything.
+
+    Returns ``{"generation": int|None, "node_id": int|None}``; both are ``None`` when the shard is unknown
+    or detached.
+    """
+    data = client.post("/debug/v1/inspect", json={"tenant_shard_id": str(tenant_shard_id)}).data or {}
+    attachment = data.get("attachment")
+    if not attachment:
+        return {"generation": None, "node_id": None}
+    generation, node_id = attachment
+    return {"generation": generation, "node_id": node_id}
+
+
+def node_list(client) -> list:
+    return client.get("/control/v1/node").data or []
+
+
+def node_describe(client, node_id: int) -> dict:
+    return client.get(f"/control/v1/node/{_segment(node_id)}").data
+
+
+def tenant_describe(client, tenant_id: str) -> dict:
+    return client.get(f"/control/v1/tenant/{_segment(tenant_id)}").data
+
+
+def locate(client, tenant_id: str) -> dict:
+    return client.get(f"/debug/v1/tenant/{_segment(tenant_id)}/locate").data
