@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import pytest
+from ansible_collections.neonops.storage.plugins.modules import tenant_generation
+from ansible_collections.neonops.storage.tests.unit.conftest import SECRET_TOKEN, TENANT_ID
+
+TSID = f"{TENANT_ID}-0104"
+
+
+@pytest.fixture
+def storcon(fake_api):
+    fake_api.add("POST", "/debug/v1/inspect", {"attachment": [4, 1]})
+    return fake_api
+
+
+def args(api, **extra):
+    return {"api_url": api.url, "api_token": SECRET_TOKEN, "tenant_shard_id": TSID, "node_id": 2, **extra}
+
+
+def test_issues_next_generation_and_reports_previous(storcon, run_module):
+    storcon.add("POST", "/debug/v1/attach-hook", {"gen": 5})
+    run = run_module(tenant_generation, args(storcon), diff=True)
+    assert not run.failed, run.result
+    assert run.changed
+    assert (run["generation"], run["previous_generation"], run["previous_node_id"], run["node_id"]) == (5, 4, 1, 2)
+    assert run["diff"] == {"before": {"generation": 4, "node_id": 1}, "after": {"generation": 5, "node_id": 2}}
+    hook = storcon.calls("POST", "/debug/v1/attach-hook")
+    assert [c.body for c in hook] == [{"tenant_shard_id": TSID, "node_id": 2}]
+    assert hook[0].headers["Authorization"] == f"Bearer {SECRET_TOKEN}"
+    assert SECRET_TOKEN not in run.raw
+
+
+def test_every_run_issues_a_new_generation(fake_api, run_module):
+    # Not idempotent by design: the second run must ask again, not report "unchanged".
+    authority = {"generation": 4, "node_id": 1}
+
+    def attach_hook(request):
+        authority.update(generation=authority["generation"] + 1, node_id=request.body["node_id"])
+        return 200, {"gen": authority["generation"]}
+
+    fake_api.add("POST", "/debug/v1/inspect", handler=lambda r: (200, {"attachment": list(authority.values())}))
+    fake_api.add("POST", "/debug/v1/attach-hook", handler=attach_hook)
+    first = run_module(tenant_generation, args(fake_api))
+    second = run_module(tenant_generation, args(fake_api))
+    assert (first["previous_generation"], first["generation"]) == (4, 5)
+    assert (second["previous_generation"], second["generation"]) == (5, 6)
+    assert second["previous_node_id"] == 2
+    assert first.changed and second.changed
+    assert len(fake_api.calls("POST", "/debug/v1/attach-hook")) == 2
+
+
+def test_check_mode_reports_current_generation_without_incrementing(storcon, run_module):
+    run = run_module(tenant_generation, args(storcon), check_mode=True, diff=True)
+    assert not run.failed
+    assert run.changed
+    assert run["generation"] == 4
+    assert run["previous_generation"] == 4
+    assert storcon.mutating_requests == []
+    assert [c.path for c in storcon.requests] == ["/debug/v1/inspect"]
+    assert run["diff"]["after"] == {"generation": "above 4", "node_id": 2}
+
+
+def test_unknown_shard_has_no_previous_generation(fake_api, run_module):
+    fake_api.add("POST", "/debug/v1/inspect", {"attachment": None})
+    fake_api.add("POST", "/debug/v1/attach-hook", {"gen": 1})
+    run = run_module(tenant_generation, args(fake_api))
+    assert (run["generation"], run["previous_generation"], run["previous_node_id"]) == (1, None, None)
+
+
+def test_tenant_shard_id_is_normalized(storcon, run_module):
+    storcon.add("POST", "/debug/v1/attach-hook", {"gen": 5})
+    run = run_module(tenant_generation, args(storcon, tenant_shard_id=TSID.upper()))
+    assert run["tenant_shard_id"] == TSID
+    assert storcon.calls("POST", "/debug/v1/attach-hook")[0].body["tenant_shard_id"] == TSID
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 500, 503])
+def test_attach_hook_error_names_what_was_attempted(storcon, run_module, status):
+    storcon.add("POST", "/debug/v1/attach-hook", {"msg": "Forbidden: JWT authentication error"}, status)
+    run = run_module(tenant_generation, args(storcon))
+    assert run.failed
+    assert f"Issuing a new generation for tenant shard {TSID} on node 2 failed" in run["msg"]
+    assert f"HTTP {status}" in run["msg"]
+    assert run["status"] == status
+    assert SECRET_TOKEN not in run.raw
+    # POST is never retried: a retried attach-hook would burn a second generation.
+    assert len(storcon.calls("POST", "/debug/v1/attach-hook")) == 1
+
+
+def test_inspect_error_fails_before_anything_is_issued(fake_api, run_module):
+    fake_api.add("POST", "/debug/v1/inspect", {"msg": "Unauthorized: missing authorization header"}, 401)
+    run = run_module(tenant_generation, args(fake_api))
+    assert run.failed
+    assert f"Reading the current generation of tenant shard {TSID} failed" in run["msg"]
+    assert fake_api.calls("POST", "/debug/v1/attach-hook") == []
+
+
+def test_generation_that_does_not_grow_is_refused(storcon, run_module):
+    storcon.add("POST", "/debug/v1/attach-hook", {"gen": 4})
+    run = run_module(tenant_generation, args(storcon))
+    assert run.failed
+    assert "not higher than the previous 4" in run["msg"]
+
+
+def test_missing_generation_in_answer_fails(storcon, run_module):
+    storcon.add("POST", "/debug/v1/attach-hook", {"gen": None})
+    run = run_module(tenant_generation, args(storcon))
+    assert run.failed
+    assert "returned no generation" in run["msg"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"tenant_shard_id": "not-a-tenant"}, "tenant_shard_id"),
+        ({"tenant_shard_id": TENANT_ID + "-0404"}, "tenant_shard_id"),
+        ({"node_id": -1}, "node_id"),
+        ({"api_url": "ftp://storcon"}, "api_url"),
+    ],
+)
+def test_bad_input_fails_before_any_request(fake_api, run_module, overrides, expected):
+    run = run_module(tenant_generation, args(fake_api, **overrides))
+    assert run.failed
+    assert run["msg"].startswith(expected)
+    assert fake_api.requests == []
