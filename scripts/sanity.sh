@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Run `ansible-test sanity` offline, without Docker, on a copy of the collection content.
+#
+# ansible-test only checks files git tracks and needs the collection at .../ansible_collections/neonops/storage,
+# so the content (git ls-files, tracked plus untracked-but-not-ignored) is copied to build/sanity/ and a
+# throwaway git repository is made there. Paths that are not collection content are left out:
+#   neonsim/, tests/neonsim/  - the simulator is a separate Python package, not collection code
+#   tests/integration/        - a pytest harness, not ansible-test integration targets (no targets/ layout)
+#   benchmarks/, scripts/, .ci/ - repository tooling; excluded from the built artifact too (galaxy.yml)
+# Extra arguments go to ansible-test (e.g. `make sanity SANITY_ARGS="--test pylint"`).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+excluded='^(neonsim|tests/neonsim|tests/integration|benchmarks|scripts|\.ci)/'
+sanity_root="$repo_root/build/sanity/ansible_collections"
+tree="$sanity_root/neonops/storage"
+
+python="$repo_root/.venv/bin/python"
+python_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+
+# ansible-test looks for get-pip in its cache before downloading; 2.21 wants 25.2, 2.19 wants 24.2.
+cache_dir="$HOME/.ansible/test/cache"
+mkdir -p "$cache_dir"
+for pip_version in 25_2 24_2; do
+    cached="$cache_dir/get_pip_$pip_version.py"
+    if [[ ! -f "$cached" ]] || grep -q 'neonops-storage get-pip stand-in' "$cached"; then
+        cp scripts/get_pip_standin.py "$cached"
+    fi
+done
+
+rm -rf "$tree"
+mkdir -p "$tree"
+git ls-files -z --cached --others --exclude-standard | grep -zvE "$excluded" |
+    while IFS= read -r -d '' path; do
+        if [[ -e "$path" || -L "$path" ]]; then
+            cp -P --parents -- "$path" "$tree/"
+        fi
+    done
+
+# Make the dependency collections (amazon.aws, ...) visible next to ours.
+for dependency in .collections/ansible_collections/*/*; do
+    [[ "$dependency" == */neonops/storage ]] && continue
+    namespace_dir="$sanity_root/$(basename "$(dirname "$dependency")")"
+    mkdir -p "$namespace_dir"
+    ln -sfn "$repo_root/$dependency" "$namespace_dir/$(basename "$dependency")"
+done
+
+cd "$tree"
+git init -q .
+git add -A .
+
+echo "== ansible-test sanity --python $python_version (in $tree)"
+exec "$repo_root/.venv/bin/ansible-test" sanity --python "$python_version" --color no "$@"
