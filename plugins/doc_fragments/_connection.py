@@ -17,7 +17,7 @@ options:
     required: true
   api_token:
     description:
-      - Bearer token (a JWT) sent as C(Authorization: Bearer <token>). Omit when the service runs without auth.
+      - "Bearer token (a JWT) sent in the C(Authorization) header. Omit when the service runs without auth."
       - It never appears in results, warnings or error messages.
       - If not set, the value of the E(NEONOPS_API_TOKEN) environment variable is used.
     type: str

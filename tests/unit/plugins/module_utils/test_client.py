@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError, NeonClient
 from ansible_collections.neonops.storage.tests.unit.conftest import SECRET_TOKEN
 

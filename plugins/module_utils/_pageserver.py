@@ -1,0 +1,159 @@
+# Copyright: neonops.storage contributors
+# Apache License 2.0 (see LICENSE)
+"""Thin wrappers over the Neon pageserver management API (digest §1).
+
+Internal to neonops.storage; may change in any release. Every function takes a ``NeonClient``, validates the
+ids it puts into the path before sending, and returns plain data; HTTP errors surface as ``NeonAPIError``.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.neonops.storage.plugins.module_utils._humantime import DURATION_KEYS, parse_duration
+from ansible_collections.neonops.storage.plugins.module_utils._ids import (
+    TenantShardId,
+    validate_tenant_id,
+    validate_timeline_id,
+)
+from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn, lsn_fields_as_int
+
+LOCATION_MODES = ("AttachedSingle", "AttachedMulti", "AttachedStale", "Secondary", "Detached")
+ATTACHED_MODES = ("AttachedSingle", "AttachedMulti", "AttachedStale")
+# Keys of TenantLocationConfigRequest besides tenant_conf; the server rejects unknown top-level keys.
+LOCATION_FIELDS = ("mode", "generation", "secondary_conf", "shard_number", "shard_count", "shard_stripe_size")
+
+
+def _tsid(value) -> str:
+    return str(TenantShardId.parse(value))
+
+
+def status(client) -> dict:
+    """``GET /v1/status`` → ``{"id": node_id}``."""
+    return client.get("/v1/status").data
+
+
+def utilization(client) -> dict:
+    """``GET /v1/utilization`` → PageserverUtilization."""
+    return client.get("/v1/utilization").data
+
+
+def location_configs(client) -> dict:
+    """``GET /v1/location_config`` → ``{tsid: LocationConfig | None}`` (None = slot in progress)."""
+    data = client.get("/v1/location_config").data or {}
+    return {tsid: config for tsid, config in data.get("tenant_shards") or []}
+
+
+def location_config(client, tenant_shard_id):
+    """``GET /v1/location_config/{tsid}`` → LocationConfig, or None while the slot is in progress; 404 if absent."""
+    return client.get(f"/v1/location_config/{_tsid(tenant_shard_id)}").data
+
+
+def put_location_config(client, tenant_shard_id, config: dict, flush_ms=None, lazy=None, timeout=None):
+    """``PUT /v1/tenant/{tsid}/location_config``; returns the response (None for Detached)."""
+    body = {key: config[key] for key in LOCATION_FIELDS if key in config}
+    body["tenant_conf"] = dict(config.get("tenant_conf") or {})
+    params = {"flush_ms": flush_ms, "lazy": lazy}
+    return client.put(
+        f"/v1/tenant/{_tsid(tenant_shard_id)}/location_config", params=params, json=body, timeout=timeout
+    ).data
+
+
+def tenants(client) -> list:
+    """``GET /v1/tenant`` → attached shards (TenantInfo list)."""
+    return client.get("/v1/tenant").data or []
+
+
+def tenant(client, tenant_shard_id) -> dict:
+    """``GET /v1/tenant/{tsid}`` → TenantDetails (404 when absent or Secondary)."""
+    return client.get(f"/v1/tenant/{_tsid(tenant_shard_id)}").data
+
+
+def timelines(client, tenant_shard_id) -> list:
+    """``GET /v1/tenant/{tsid}/timeline`` → TimelineInfo list."""
+    return client.get(f"/v1/tenant/{_tsid(tenant_shard_id)}/timeline").data or []
+
+
+def timeline(client, tenant_shard_id, timeline_id) -> dict:
+    path = f"/v1/tenant/{_tsid(tenant_shard_id)}/timeline/{validate_timeline_id(timeline_id)}"
+    return client.get(path).data
+
+
+def tenant_config(client, tenant_shard_id) -> dict:
+    """``GET /v1/tenant/{tsid}/config`` → ``{"tenant_specific_overrides", "effective_config"}``."""
+    return client.get(f"/v1/tenant/{_tsid(tenant_shard_id)}/config").data or {}
+
+
+def put_tenant_config(client, tenant_id, overrides: dict):
+    """``PUT /v1/tenant/config``: replace the whole override set of an unsharded tenant."""
+    body = {"tenant_id": validate_tenant_id(tenant_id), **overrides}
+    return client.put("/v1/tenant/config", json=body).data
+
+
+def patch_tenant_config(client, tenant_id, changes: dict):
+    """``PATCH /v1/tenant/config``: upsert keys; a ``None`` value removes the override."""
+    body = {"tenant_id": validate_tenant_id(tenant_id), **changes}
+    return client.patch("/v1/tenant/config", json=body).data
+
+
+def heatmap_upload(client, tenant_shard_id):
+    """``POST /v1/tenant/{tsid}/heatmap_upload`` (404 when not attached here)."""
+    return client.post(f"/v1/tenant/{_tsid(tenant_shard_id)}/heatmap_upload").data
+
+
+def secondary_download(client, tenant_shard_id, wait_ms=None, timeout=None):
+    """``POST …/secondary/download?wait_ms=`` → ``(status, SecondaryProgress)``; 200 done, 202 still running."""
+    response = client.post(
+        f"/v1/tenant/{_tsid(tenant_shard_id)}/secondary/download",
+        params={"wait_ms": wait_ms},
+        expected=(200, 202),
+        timeout=timeout,
+    )
+    return response.status, response.data or {}
+
+
+def secondary_status(client, tenant_shard_id) -> dict:
+    """``GET …/secondary/status`` → SecondaryProgress (404 when no Secondary slot here)."""
+    return client.get(f"/v1/tenant/{_tsid(tenant_shard_id)}/secondary/status").data or {}
+
+
+def wait_lsn(client, tenant_shard_id, lsns: dict, timeout_s: float, http_timeout=None) -> int:
+    """``POST …/wait_lsn``: 200 all reached, 202 timed out, 404 none of the timelines exist."""
+    body = {validate_timeline_id(tl): str(Lsn.parse(lsn)) for tl, lsn in lsns.items()}
+    whole = int(timeout_s)
+    body["timeout"] = {"secs": whole, "nanos": int(round((timeout_s - whole) * 1e9))}
+    response = client.post(
+        f"/v1/tenant/{_tsid(tenant_shard_id)}/wait_lsn", json=body, expected=(200, 202, 404), timeout=http_timeout
+    )
+    return response.status
+
+
+# ---- helpers shared by the modules -------------------------------------------------------------------------
+
+
+def timeline_with_ints(info: dict) -> dict:
+    """A TimelineInfo with ``<field>_int`` next to every LSN field."""
+    return lsn_fields_as_int(info)
+
+
+def overrides_equal(a: dict | None, b: dict | None) -> bool:
+    """Compare tenant-config override sets; durations compare by value ("60m" == "1h", as the server renders)."""
+    a, b = a or {}, b or {}
+    if set(a) != set(b):
+        return False
+    for key, value in a.items():
+        other = b[key]
+        if key in DURATION_KEYS and isinstance(value, str) and isinstance(other, str):
+            try:
+                if parse_duration(value, key) == parse_duration(other, key):
+                    continue
+            except ValueError:
+                pass
+        if value != other:
+            return False
+    return True
+
+
+def validate_overrides(overrides: dict) -> None:
+    """Raise ``ValueError`` naming the key when a known duration key carries a non-humantime value."""
+    for key, value in overrides.items():
+        if key in DURATION_KEYS and value is not None:
+            parse_duration(value, f"tenant_conf.{key}")
