@@ -586,8 +586,11 @@ class Safekeeper:
                 return True
             return self.shard_of(key, shard_count, stripe_size or 2048) == shard_number
 
-        sender = tl.register_walsender(params, addr)
-        sender.active_polls += 1
+        # A walproposer recovering WAL for a lagging peer is not a walsender to a pageserver.
+        is_recovery = query.get("appname") == "walproposer"
+        sender = None if is_recovery else tl.register_walsender(params, addr)
+        if sender is not None:
+            sender.active_polls += 1
         try:
             deadline = time.monotonic() + wait_ms / 1000.0
             async with tl.changed:
@@ -599,8 +602,9 @@ class Safekeeper:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(tl.changed.wait(), remaining)
         finally:
-            sender.active_polls -= 1
-            sender.last_seen = time.monotonic()
+            if sender is not None:
+                sender.active_polls -= 1
+                sender.last_seen = time.monotonic()
         return {
             "records": [r.to_json() for r in records],
             "commit_lsn": format_lsn(tl.commit_lsn),
