@@ -1,0 +1,373 @@
+"""Fleet lifecycle: start, stop, kill and restart the processes of a simulated fleet in DIR.
+
+Every process (moto, the S3 fault proxy, each node) runs in its own session (process group) with
+stdout/stderr in DIR/logs/<name>.log. DIR/pids.json records what `up`/`start` launched; `down` stops exactly
+those process groups and verifies none is left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from neonsim import _auth, bootstrap, inventory, topology
+
+log = logging.getLogger("neonsim.fleet")
+
+HEALTH_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+# Popen objects of children started by this Python process, so they can be reaped (no zombies).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+class FleetError(RuntimeError):
+    pass
+
+
+def _read_json(path: Path, default=None):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def load_fleet(directory) -> dict:
+    fleet = _read_json(Path(directory) / "fleet.json")
+    if fleet is None:
+        raise FleetError(f"no fleet in {directory} (fleet.json missing)")
+    return fleet
+
+
+def load_pids(directory) -> dict:
+    return _read_json(Path(directory) / "pids.json", {}) or {}
+
+
+def pid_alive(pid: int) -> bool:
+    """True if pid runs and is not a zombie (a dead child we have not reaped yet counts as dead)."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        child.poll()
+        if child.returncode is not None:
+            _CHILDREN.pop(pid, None)
+
+
+def node_commands(fleet: dict) -> dict[str, tuple[str, list[str]]]:
+    """name → (kind, argv) for every process of the fleet, in start order."""
+    directory = fleet["dir"]
+    py = sys.executable
+    s3 = fleet["s3"]
+    cmds = {
+        "moto": ("moto", [py, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3["moto_port"])]),
+        "s3proxy": ("s3proxy", [py, "-m", "neonsim.s3proxy", "--dir", directory]),
+    }
+    if fleet.get("storage_controller"):
+        name = fleet["storage_controller"]["name"]
+        cmds[name] = ("storcon", [py, "-m", "neonsim.node", "--dir", directory, "--name", name])
+    for group, kind in (("pageservers", "pageserver"), ("safekeepers", "safekeeper"), ("computes", "compute")):
+        for entry in fleet.get(group) or []:
+            cmds[entry["name"]] = (kind, [py, "-m", "neonsim.node", "--dir", directory, "--name", entry["name"]])
+    return cmds
+
+
+def health_url(fleet: dict, name: str) -> tuple[str, int]:
+    """(URL answering 200 when the process is healthy, its port)."""
+    s3 = fleet["s3"]
+    if name == "moto":
+        return f"http://127.0.0.1:{s3['moto_port']}/moto-api/", s3["moto_port"]
+    if name == "s3proxy":
+        return f"http://127.0.0.1:{s3['proxy_port']}/sim/health", s3["proxy_port"]
+    from neonsim._server import find_node
+
+    _, entry = find_node(fleet, name)
+    return f"http://127.0.0.1:{entry['http_port']}/sim/health", entry["http_port"]
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    # node processes import neonsim from this checkout even when started from another cwd
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def spawn(fleet: dict, name: str) -> dict:
+    """Start one process of the fleet (no wait); records it in pids.json."""
+    directory = Path(fleet["dir"])
+    kind, argv = node_commands(fleet)[name]
+    (directory / "logs").mkdir(parents=True, exist_ok=True)
+    with open(directory / "logs" / f"{name}.log", "ab") as logf:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(directory),
+            env=_child_env(),
+        )
+    _CHILDREN[proc.pid] = proc
+    pids = load_pids(directory)
+    pids[name] = {"pid": proc.pid, "pgid": proc.pid, "kind": kind, "argv": argv, "started_at": time.time()}
+    _write_json(directory / "pids.json", pids)
+    return pids[name]
+
+
+def wait_healthy(fleet: dict, names: list[str], timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Poll each process's health URL until 200; FleetError naming the laggards (and log tails) on timeout."""
+    pending = set(names)
+    deadline = time.monotonic() + timeout
+    pids = load_pids(fleet["dir"])
+    with requests.Session() as http:
+        while pending:
+            for name in sorted(pending):
+                pid = pids.get(name, {}).get("pid")
+                if pid is not None and not pid_alive(pid):
+                    raise FleetError(f"{name} exited during start-up:\n{log_tail(fleet, name)}")
+                url, _ = health_url(fleet, name)
+                try:
+                    if http.get(url, timeout=2).status_code == 200:
+                        pending.discard(name)
+                except requests.RequestException:
+                    pass
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"--- {n}:\n{log_tail(fleet, n)}" for n in sorted(pending))
+                raise FleetError(f"not healthy after {timeout:.0f}s: {sorted(pending)}\n{tails}")
+            time.sleep(0.1)
+
+
+def log_tail(fleet: dict, name: str, lines: int = 20) -> str:
+    try:
+        text = (Path(fleet["dir"]) / "logs" / f"{name}.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def running_pids(directory) -> dict[str, int]:
+    return {name: p["pid"] for name, p in load_pids(directory).items() if pid_alive(p["pid"])}
+
+
+def up(
+    topology_source,
+    directory,
+    auth: bool | None = None,
+    overrides: dict | None = None,
+    timeout: float = HEALTH_TIMEOUT_S,
+) -> dict:
+    """Resolve the topology, start every process, bootstrap tenants, write inventory.yml; returns fleet.json.
+
+    `topology_source` is a name, a path, or an already-loaded topology dict; `overrides` are merged over its
+    top-level keys. On any failure the processes started so far are stopped again.
+    """
+    directory = Path(directory).resolve()
+    alive = running_pids(directory) if directory.exists() else {}
+    if alive:
+        raise FleetError(f"a fleet is already running in {directory} (alive: {alive}); run `down` first")
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in ("pids.json", "inventory.yml", "tokens.json"):
+        (directory / stale).unlink(missing_ok=True)
+    topo = dict(topology_source) if isinstance(topology_source, dict) else topology.load_topology(topology_source)
+    topo.update(overrides or {})
+    fleet = topology.resolve(topo, directory, auth=auth)
+    if fleet["auth"]["enabled"]:
+        _auth.generate_keypair(directory)
+    for sub in ("logs", "requests"):
+        (directory / sub).mkdir(exist_ok=True)
+    _write_json(directory / "fleet.json", fleet)
+    started = time.monotonic()
+    try:
+        spawn(fleet, "moto")
+        spawn(fleet, "s3proxy")
+        wait_healthy(fleet, ["moto", "s3proxy"], timeout)
+        bootstrap.create_bucket(fleet)
+        storcon = fleet.get("storage_controller")
+        if storcon:
+            spawn(fleet, storcon["name"])
+            wait_healthy(fleet, [storcon["name"]], timeout)
+        storage = [e["name"] for e in (fleet["pageservers"] + fleet["safekeepers"])]
+        for name in storage:
+            spawn(fleet, name)
+        wait_healthy(fleet, storage, timeout)
+        computes = [e["name"] for e in fleet["computes"]]
+        for name in computes:
+            spawn(fleet, name)
+        wait_healthy(fleet, computes, timeout)
+        log.info("all %d processes healthy after %.1fs", len(load_pids(directory)), time.monotonic() - started)
+        bootstrap.bootstrap(fleet)
+        tokens = _auth.service_tokens(fleet["auth"]["private_key_pem_path"]) if fleet["auth"]["enabled"] else None
+        if tokens:
+            _write_json(directory / "tokens.json", tokens)
+            (directory / "tokens.json").chmod(0o600)
+        inventory.write_inventory(fleet, tokens)
+    except BaseException:
+        try:
+            down(directory)
+        except FleetError as exc:
+            log.error("cleanup after failed up: %s", exc)
+        raise
+    log.info("fleet up in %.1fs", time.monotonic() - started)
+    return fleet
+
+
+def _signal_group(entry: dict, sig: int) -> None:
+    try:
+        os.killpg(entry["pgid"], sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        raise FleetError(f"cannot signal process group {entry['pgid']}: {exc}") from exc
+
+
+def _group_alive(pgid: int) -> bool:
+    """Any live (non-zombie) process left in process group pgid."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def stop_processes(directory, names: list[str], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> None:
+    """Signal the named process groups, wait, SIGKILL stragglers, and verify they are gone."""
+    pids = load_pids(directory)
+    entries = {n: pids[n] for n in names if n in pids}
+    for entry in entries.values():
+        if pid_alive(entry["pid"]) or _group_alive(entry["pgid"]):
+            _signal_group(entry, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in entries.values():
+            _reap(entry["pid"])
+        if not any(pid_alive(e["pid"]) or _group_alive(e["pgid"]) for e in entries.values()):
+            break
+        time.sleep(0.05)
+    else:
+        for name, entry in entries.items():
+            if pid_alive(entry["pid"]) or _group_alive(entry["pgid"]):
+                log.warning("%s (pid %s) ignored signal %s; killing", name, entry["pid"], sig)
+                _signal_group(entry, signal.SIGKILL)
+        kill_deadline = time.monotonic() + 5.0
+        while time.monotonic() < kill_deadline:
+            for entry in entries.values():
+                _reap(entry["pid"])
+            if not any(pid_alive(e["pid"]) or _group_alive(e["pgid"]) for e in entries.values()):
+                break
+            time.sleep(0.05)
+    left = {n: e["pid"] for n, e in entries.items() if pid_alive(e["pid"]) or _group_alive(e["pgid"])}
+    if left:
+        raise FleetError(f"processes still alive after stop: {left}")
+
+
+def down(directory) -> list[str]:
+    """Stop every process in pids.json (nodes first, S3 last); returns their names."""
+    directory = Path(directory).resolve()
+    pids = load_pids(directory)
+    nodes = [n for n in pids if n not in ("moto", "s3proxy")]
+    s3_side = [n for n in ("s3proxy", "moto") if n in pids]
+    # Nodes first so they do not log S3 errors while the S3 side goes away.
+    try:
+        stop_processes(directory, nodes)
+    finally:
+        stop_processes(directory, s3_side)
+    order = nodes + s3_side
+    (directory / "pids.json").unlink(missing_ok=True)
+    return order
+
+
+def kill(directory, name: str) -> int:
+    """SIGKILL one process group (a crash); returns the pid that was killed."""
+    pids = load_pids(directory)
+    if name not in pids:
+        raise FleetError(f"unknown process {name!r}; known: {sorted(pids)}")
+    stop_processes(directory, [name], sig=signal.SIGKILL, timeout=5.0)
+    return pids[name]["pid"]
+
+
+def start(directory, name: str, timeout: float = HEALTH_TIMEOUT_S) -> int:
+    """(Re)start one process with its fleet.json config and wait until healthy; returns the new pid."""
+    fleet = load_fleet(directory)
+    if name not in node_commands(fleet):
+        raise FleetError(f"unknown process {name!r}")
+    current = load_pids(directory).get(name)
+    if current and pid_alive(current["pid"]):
+        raise FleetError(f"{name} is already running (pid {current['pid']})")
+    entry = spawn(fleet, name)
+    wait_healthy(fleet, [name], timeout)
+    return entry["pid"]
+
+
+def status(directory) -> list[dict]:
+    """One row per process: name, kind, pid, alive, port, health (HTTP status of its health URL or 'down')."""
+    fleet = load_fleet(directory)
+    pids = load_pids(directory)
+    rows = []
+    for name, (kind, _) in node_commands(fleet).items():
+        entry = pids.get(name)
+        url, port = health_url(fleet, name)
+        alive = bool(entry) and pid_alive(entry["pid"])
+        health = "down"
+        if alive:
+            try:
+                health = str(requests.get(url, timeout=2).status_code)
+            except requests.RequestException as exc:
+                health = f"error: {type(exc).__name__}"
+        rows.append(
+            {
+                "name": name,
+                "kind": kind,
+                "pid": entry["pid"] if entry else None,
+                "alive": alive,
+                "port": port,
+                "health": health,
+            }
+        )
+    return rows
+
+
+def fault(directory, name: str, spec: dict | None) -> dict:
+    """POST /sim/fault (spec) or DELETE it (spec None) on a node or the s3proxy."""
+    fleet = load_fleet(directory)
+    url, _ = health_url(fleet, name)
+    if name == "moto":
+        raise FleetError("faults go to s3proxy, not moto")
+    url = url.replace("/sim/health", "/sim/fault")
+    resp = requests.delete(url, timeout=5) if spec is None else requests.post(url, json=spec, timeout=5)
+    if resp.status_code != 200:
+        raise FleetError(f"fault on {name} failed: HTTP {resp.status_code}: {resp.text}")
+    return resp.json()
