@@ -182,9 +182,13 @@ class ComputeCtl:
         data_dir: str | Path,
         pending_delay_s: float = DEFAULT_PENDING_DELAY_S,
         apply_delay_s: float = DEFAULT_APPLY_DELAY_S,
+        pgdata: str | Path | None = None,
+        spec_path: str | Path | None = None,
     ):
         self.compute_id = compute_id
         self.data_dir = Path(data_dir)
+        self._pgdata = Path(pgdata) if pgdata else self.data_dir / "pgdata"
+        self._spec_path = Path(spec_path) if spec_path else self.data_dir / "spec.json"
         self.status = "empty"
         self.start_time = _now()
         self.last_active: str | None = None
@@ -198,11 +202,11 @@ class ComputeCtl:
 
     @property
     def pgdata(self) -> Path:
-        return self.data_dir / "pgdata"
+        return self._pgdata
 
     @property
     def spec_path(self) -> Path:
-        return self.data_dir / "spec.json"
+        return self._spec_path
 
     @property
     def postgresql_conf(self) -> Path:
@@ -285,6 +289,8 @@ class ComputeNode(Node):
             ctx.data_dir,
             pending_delay_s=entry.get("configure_pending_delay_ms", DEFAULT_PENDING_DELAY_S * 1000) / 1000.0,
             apply_delay_s=entry.get("configure_apply_delay_ms", DEFAULT_APPLY_DELAY_S * 1000) / 1000.0,
+            pgdata=entry.get("pgdata"),
+            spec_path=entry.get("spec_path"),
         )
         self.ctl.on_applied = self._spec_applied
         self.workload_options = dict(entry.get("workload") or {})
