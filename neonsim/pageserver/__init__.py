@@ -1,0 +1,10 @@
+"""Simulated pageserver (digest §1, §5): location_config slots, WAL ingest into layer files, S3 uploads with
+generations, deletion-queue validation, compaction, GC, heatmaps and secondaries, and the sim page service.
+
+Modules: `node` (slots, re-attach, location_config, utilization), `http` (routes, page service), `tenant`,
+`timeline`, `layers`, `remote` (S3 layout, index_part), `deletion`, `walreceiver`, `secondary`, `config`.
+"""
+
+from neonsim.pageserver.http import Pageserver, create_node
+
+__all__ = ["Pageserver", "create_node"]

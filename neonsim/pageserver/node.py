@@ -1,0 +1,417 @@
+"""The simulated pageserver node: tenant slots, location_config upserts, re-attach at start, background ticker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from neonsim._server import ApiError, Node, NodeContext
+from neonsim.pageserver.config import ATTACHED_MODES
+from neonsim.pageserver.deletion import DeletionQueue
+from neonsim.pageserver.remote import RemoteStorage
+from neonsim.pageserver.secondary import SecondaryShard
+from neonsim.pageserver.tenant import TenantShard
+from neonsim.pageserver.walreceiver import WalReceivers
+from neonsim.sharding import TenantShardId
+
+log = logging.getLogger("neonsim.pageserver")
+
+ACTIVE_TENANT_TIMEOUT_S = 5.0
+TICK_INTERVAL_S = 0.2
+WARMUP_CONCURRENCY = 4
+MAX_SHARD_COUNT = 2500
+CONFIG_FILE = "config-v1.json"
+
+
+class _InProgress:
+    """Marker for a slot that a location_config call is changing."""
+
+    attached = False
+    slug = "InProgress"
+
+    def __repr__(self) -> str:
+        return "InProgress"
+
+
+IN_PROGRESS = _InProgress()
+
+
+def now_rfc3339() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def parse_tsid(text: str) -> TenantShardId:
+    try:
+        return TenantShardId.parse(text)
+    except ValueError:
+        raise ApiError(400, f"failed to parse tenant_shard_id: {text}") from None
+
+
+class PageserverCore(Node):
+    """State and lifecycle; the HTTP handlers live in `neonsim.pageserver.http`."""
+
+    def __init__(self, ctx: NodeContext):
+        super().__init__(ctx)
+        self.node_id = ctx.node["node_id"]
+        self.az = ctx.node.get("az")
+        self.tenants_dir: Path = ctx.data_dir / "tenants"
+        self.tenants_dir.mkdir(parents=True, exist_ok=True)
+        self.tenant_defaults = dict(ctx.fleet.get("tenant_defaults") or {})
+        self.disk_capacity = int(ctx.node.get("disk_capacity_bytes") or 100 * 1024**3)
+        self.remote = RemoteStorage(ctx.fleet["s3"], ctx.node.get("prefix_in_bucket"))
+        self.slots: dict[str, TenantShard | SecondaryShard | _InProgress] = {}
+        self.tenants_ready = False
+        self.deletion_queue = DeletionQueue(self)
+        self.walreceivers = WalReceivers(self)
+        self.warmup_semaphore = asyncio.Semaphore(WARMUP_CONCURRENCY)
+        self.local_bytes = 0
+        self.stats: Counter = Counter()
+        self._tasks: set[asyncio.Task] = set()
+        self._utilization: tuple[float, dict] | None = None
+        self._deleting_tenants: set[str] = set()
+
+    # ---- task and file helpers -----------------------------------------------------------------------
+    def spawn(self, coro, name: str) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed: %r", task.get_name(), task.exception())
+
+    def remove_file(self, path: Path) -> None:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+            self.local_bytes -= size
+        except FileNotFoundError:
+            pass
+
+    def remove_tree(self, path: Path) -> None:
+        if not path.exists():
+            return
+        self.local_bytes -= sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        shutil.rmtree(path, ignore_errors=True)
+
+    def write_sparse(self, path: Path, size: int) -> None:
+        """Declared-size file without content (synthetic tenants): counts toward usage, costs no disk."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.truncate(size)
+        self.local_bytes += size
+
+    def _scan_local_bytes(self) -> int:
+        total = 0
+        for root, _dirs, files in os.walk(self.tenants_dir):
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.stat(os.path.join(root, name)).st_size
+        return total
+
+    # ---- config persistence -------------------------------------------------------------------------
+    def persist_location(self, tsid: str, location: dict) -> None:
+        path = self.tenants_dir / tsid / CONFIG_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "timelines").mkdir(exist_ok=True)
+        tmp = path.with_name(CONFIG_FILE + ".tmp")
+        tmp.write_text(json.dumps(location, indent=1))
+        os.replace(tmp, path)
+
+    def load_local_configs(self) -> dict[str, dict]:
+        configs = {}
+        for tenant_dir in self.tenants_dir.iterdir():
+            if not tenant_dir.is_dir():
+                continue
+            path = tenant_dir / CONFIG_FILE
+            try:
+                configs[tenant_dir.name] = json.loads(path.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                # a half-created or purged-in-flight dir: nothing to load
+                self.remove_tree(tenant_dir)
+        return configs
+
+    # ---- start: re-attach (digest §4.2) ----------------------------------------------------------------
+    async def start(self) -> None:
+        self.local_bytes = await asyncio.to_thread(self._scan_local_bytes)
+        local = self.load_local_configs()
+        response = await self._re_attach(empty_local_disk=not local)
+        self._apply_re_attach(local, response)
+        self.tenants_ready = True
+        self.spawn(self._ticker(), "ticker")
+        self.spawn(self.deletion_queue.run(), "deletion queue")
+
+    async def _re_attach(self, empty_local_disk: bool) -> dict:
+        node = self.ctx.node
+        body = {
+            "node_id": self.node_id,
+            "register": {
+                "host": "127.0.0.1",
+                "port": node["pg_port"],
+                "http_host": "127.0.0.1",
+                "http_port": node["http_port"],
+                "availability_zone_id": self.az,
+            },
+            "empty_local_disk": empty_local_disk,
+        }
+        delay = 0.2
+        while True:
+            try:
+                async with self.ctx.session.post(
+                    self.ctx.upcall_url + "re-attach",
+                    json=body,
+                    headers=self.ctx.auth_headers("generations_api"),
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as resp:
+                    if resp.status == 200:
+                        return await resp.json()
+                    log.warning("re-attach: HTTP %s %s", resp.status, (await resp.text())[:200])
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("re-attach failed: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _apply_re_attach(self, local: dict[str, dict], response: dict) -> None:
+        entries = {t["id"]: t for t in response.get("tenants") or []}
+        for tsid, conf in local.items():
+            entry = entries.pop(tsid, None)
+            if entry is None:
+                log.info("re-attach: %s not in response, removing local data", tsid)
+                self.remove_tree(self.tenants_dir / tsid)
+                continue
+            self._start_slot(tsid, self._re_attach_location(conf, entry))
+        for tsid, entry in entries.items():
+            # the controller knows an attachment this disk lost: start it from remote storage
+            try:
+                shard_id = TenantShardId.parse(tsid)
+            except ValueError:
+                continue
+            base = {
+                "shard_number": shard_id.shard_number,
+                "shard_count": shard_id.shard_count,
+                "shard_stripe_size": entry.get("stripe_size") or 0,
+                "tenant_conf": {},
+                "generation": None,
+            }
+            self._start_slot(tsid, self._re_attach_location(base, entry))
+
+    @staticmethod
+    def _re_attach_location(conf: dict, entry: dict) -> dict:
+        location = dict(conf)
+        persisted = conf.get("generation")
+        gen = entry.get("gen")
+        if entry.get("mode") == "Secondary" or gen is None or (persisted is not None and gen < persisted):
+            location.update(mode="Secondary", generation=None, secondary_conf={"warm": True})
+        else:
+            location.update(mode="AttachedSingle", generation=gen, secondary_conf=None)
+        if entry.get("stripe_size"):
+            location["shard_stripe_size"] = entry["stripe_size"]
+        return location
+
+    def _start_slot(self, tsid: str, location: dict, lazy: bool = False):
+        shard_id = TenantShardId.parse(tsid)
+        self.persist_location(tsid, location)
+        if location["mode"] == "Secondary":
+            slot = SecondaryShard(self, shard_id, location)
+        else:
+            slot = TenantShard(self, shard_id, location)
+            slot.spawn_attach(lazy)
+        self.slots[tsid] = slot
+        return slot
+
+    async def stop(self) -> None:
+        for slot in list(self.slots.values()):
+            if slot is not IN_PROGRESS:
+                await slot.shutdown()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def health(self) -> dict:
+        return {"tenants": len(self.slots)}
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_INTERVAL_S)
+            now = time.monotonic()
+            for slot in list(self.slots.values()):
+                if slot is not IN_PROGRESS:
+                    try:
+                        slot.tick(now)
+                    except Exception:
+                        log.exception("tick of %s failed", getattr(slot, "tsid", "?"))
+
+    # ---- location_config (digest §1.3) --------------------------------------------------------------------
+    def require_ready(self) -> None:
+        if not self.tenants_ready:
+            raise ApiError(503, "Tenant map is not yet initialized (re-attach pending)")
+
+    async def upsert_location(self, shard_id: TenantShardId, conf: dict, flush_ms: int | None, lazy: bool):
+        self.require_ready()
+        tsid = str(shard_id)
+        slot = self.slots.get(tsid)
+        if slot is IN_PROGRESS or tsid in self._deleting_tenants:
+            raise ApiError(409, "Conflict: tenant shard is being modified (InProgress)")
+        mode = conf["mode"]
+        if mode == "Detached":
+            if slot is not None:
+                self.slots[tsid] = IN_PROGRESS
+                try:
+                    await slot.shutdown()
+                    self._purge_local(tsid)
+                finally:
+                    self.slots.pop(tsid, None)
+            elif (self.tenants_dir / tsid).exists():
+                self._purge_local(tsid)
+            return None
+        if isinstance(slot, TenantShard) and mode in ATTACHED_MODES:
+            if conf["generation"] < slot.generation:
+                raise ApiError(400, f"Generation {conf['generation']} is less than existing {slot.generation}")
+            if conf["generation"] == slot.generation:
+                old_mode = slot.mode
+                slot.set_location(conf)
+                self.persist_location(tsid, conf)
+                if mode == "AttachedStale" and old_mode != "AttachedStale" and flush_ms is not None:
+                    await self._flush_with_limit(slot, flush_ms)
+                await self._maybe_heatmap(slot, flush_ms)
+                return self._location_response(shard_id, conf)
+            # higher generation: full replacement
+            self.slots[tsid] = IN_PROGRESS
+            try:
+                if slot.mode != "AttachedStale":
+                    try:
+                        await asyncio.wait_for(self.deletion_queue.flush(execute=True), 10)
+                    except Exception as exc:  # advisory
+                        log.warning("deletion flush before replacing %s: %s", tsid, exc)
+                await slot.shutdown()
+            except BaseException:
+                self.slots[tsid] = slot
+                raise
+            new = self._start_slot(tsid, conf, lazy)
+            await self._maybe_heatmap(new, flush_ms)
+            return self._location_response(shard_id, conf)
+        if isinstance(slot, SecondaryShard) and mode == "Secondary":
+            slot.set_location(conf)
+            self.persist_location(tsid, conf)
+            return self._location_response(shard_id, conf)
+        # any other change: new slot, Secondary<->Attached
+        self.slots[tsid] = IN_PROGRESS
+        try:
+            if slot is not None:
+                await slot.shutdown()
+        except BaseException:
+            self.slots[tsid] = slot
+            raise
+        new = self._start_slot(tsid, conf, lazy)
+        await self._maybe_heatmap(new, flush_ms)
+        return self._location_response(shard_id, conf)
+
+    async def _flush_with_limit(self, tenant: TenantShard, flush_ms: int) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(tenant.flush_remote()), flush_ms / 1000)
+        except TimeoutError:
+            log.warning("flush of %s did not finish within %d ms; proceeding", tenant.tsid, flush_ms)
+        except Exception as exc:
+            raise ApiError(500, f"flush failed: {exc}") from None
+
+    async def _maybe_heatmap(self, slot, flush_ms: int | None) -> None:
+        if flush_ms is None or not isinstance(slot, TenantShard):
+            return
+        try:
+            if slot.slug != "Active":
+                await slot.wait_active(min(flush_ms / 1000, ACTIVE_TENANT_TIMEOUT_S))
+            if slot.slug == "Active":
+                await slot.upload_heatmap()
+        except Exception as exc:  # only logged upstream
+            log.warning("heatmap upload after location_config of %s failed: %s", slot.tsid, exc)
+
+    def _location_response(self, shard_id: TenantShardId, conf: dict) -> dict:
+        shards = [] if conf["mode"] == "Secondary" else [{"shard_id": str(shard_id), "node_id": self.node_id}]
+        stripe = conf["shard_stripe_size"] if conf["shard_count"] > 1 else None
+        return {"shards": shards, "stripe_size": stripe}
+
+    def _purge_local(self, tsid: str) -> None:
+        path = self.tenants_dir / tsid
+        if not path.exists():
+            return
+        doomed = self.tenants_dir / f"{tsid}.___deleted.{time.monotonic_ns()}"
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        path.rename(doomed)
+        self.local_bytes -= size
+        self.spawn(asyncio.to_thread(shutil.rmtree, doomed, True), f"purge {tsid}")
+
+    # ---- slot lookups with upstream's error mapping (digest §1.2) ------------------------------------------
+    def get_slot(self, tsid: str):
+        self.require_ready()
+        return self.slots.get(tsid)
+
+    async def attached_tenant(self, shard_id: TenantShardId, wait_active: bool = True) -> TenantShard:
+        tsid = str(shard_id)
+        slot = self.get_slot(tsid)
+        if slot is None or isinstance(slot, SecondaryShard):
+            raise ApiError(404, f"NotFound: tenant {tsid}")
+        if slot is IN_PROGRESS:
+            raise ApiError(503, "Tenant not yet active")
+        if wait_active:
+            await slot.wait_active(ACTIVE_TENANT_TIMEOUT_S)
+            self.check_active(slot)
+        return slot
+
+    @staticmethod
+    def check_active(tenant: TenantShard) -> None:
+        slug = tenant.slug
+        if slug == "Active":
+            return
+        if slug == "Broken":
+            raise ApiError(500, f"tenant is broken: {tenant.state['data']['reason']}")
+        if slug == "Stopping":
+            raise ApiError(503, "Shutting down")
+        raise ApiError(
+            503,
+            f"Timed out waiting {ACTIVE_TENANT_TIMEOUT_S:.0f}s for tenant active state. Latest state: {slug}",
+        )
+
+    # ---- utilization (digest §1.12) ----------------------------------------------------------------------
+    def utilization(self) -> dict:
+        now = time.monotonic()
+        if self._utilization is not None and now - self._utilization[0] < 1.0:
+            return self._utilization[1]
+        usage = max(self.local_bytes, 0)
+        free = max(self.disk_capacity - usage, 0)
+        wanted = 0
+        for slot in self.slots.values():
+            if isinstance(slot, TenantShard):
+                wanted += slot.max_timeline_size()
+            elif isinstance(slot, SecondaryShard):
+                wanted += slot.wanted_bytes()
+        shard_count = len(self.slots)
+        pct = 100
+        total = usage + free
+        disk_score = wanted * 1_000_000 // total * pct // 100 if total else 0
+        score = max(disk_score, shard_count * 1_000_000 // MAX_SHARD_COUNT)
+        cap = (1 << 63) - 1
+        data = {
+            "disk_usage_bytes": min(usage, cap),
+            "free_space_bytes": min(free, cap),
+            "disk_wanted_bytes": min(wanted, cap),
+            "disk_usable_pct": pct,
+            "shard_count": shard_count,
+            "max_shard_count": MAX_SHARD_COUNT,
+            "utilization_score": min(score, cap),
+            "captured_at": now_rfc3339(),
+        }
+        self._utilization = (now, data)
+        return data
