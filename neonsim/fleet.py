@@ -371,3 +371,79 @@ def fault(directory, name: str, spec: dict | None) -> dict:
     if resp.status_code != 200:
         raise FleetError(f"fault on {name} failed: HTTP {resp.status_code}: {resp.text}")
     return resp.json()
+
+
+class SimFleet:
+    """A running fleet in a directory, with helpers for tests and demos (see tests/neonsim/conftest.py)."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory).resolve()
+        self.fleet = load_fleet(self.dir)
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.dir / "inventory.yml"
+
+    @property
+    def tokens(self) -> dict:
+        return _read_json(self.dir / "tokens.json", {}) or {}
+
+    def headers(self, service: str) -> dict:
+        """Authorization header for pageserver|safekeeper|storcon|compute|generations_api|infra ({} if auth off)."""
+        token = self.tokens.get(service)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def entry(self, name: str) -> dict:
+        from neonsim._server import find_node
+
+        return find_node(self.fleet, name)[1]
+
+    def url(self, name: str) -> str:
+        if name == "s3proxy":
+            return self.fleet["s3"]["endpoint_url"]
+        return f"http://127.0.0.1:{self.entry(name)['http_port']}"
+
+    def pg_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.entry(name)['pg_port']}"
+
+    @property
+    def storcon_url(self) -> str:
+        return self.url(self.fleet["storage_controller"]["name"])
+
+    def request_log(self, name: str) -> list[dict]:
+        from neonsim._reqlog import read_request_log
+
+        return read_request_log(self.dir / "requests" / f"{name}.jsonl")
+
+    def pids(self) -> dict:
+        return load_pids(self.dir)
+
+    def kill(self, name: str) -> int:
+        return kill(self.dir, name)
+
+    def start(self, name: str) -> int:
+        return start(self.dir, name)
+
+    def fault(self, name: str, **spec) -> dict:
+        return fault(self.dir, name, spec)
+
+    def clear_fault(self, name: str) -> dict:
+        return fault(self.dir, name, None)
+
+    def status(self) -> list[dict]:
+        return status(self.dir)
+
+    def down(self) -> list[str]:
+        return down(self.dir)
+
+
+def start_fleet(topology_source, directory, auth: bool | None = None, **overrides) -> SimFleet:
+    """`up` plus one retry with fresh ports if a port was taken between picking and binding it."""
+    try:
+        up(topology_source, directory, auth=auth, overrides=overrides)
+    except FleetError as exc:
+        if "address already in use" not in str(exc).lower():
+            raise
+        log.warning("port collision during up; retrying with fresh ports")
+        up(topology_source, directory, auth=auth, overrides=overrides)
+    return SimFleet(directory)
