@@ -226,6 +226,21 @@ def redact_spec(value):
     return value
 
 
+def spec_secrets(value) -> set:
+    """The credential strings in a spec, so a module can add them to its no_log values."""
+    found = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in SECRET_SPEC_KEYS and isinstance(item, str) and item:
+                found.add(item)
+            else:
+                found |= spec_secrets(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= spec_secrets(item)
+    return found
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Files on the compute host
 
