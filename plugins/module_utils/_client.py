@@ -78,7 +78,8 @@ class _WarningRetry(Retry):
         if self.warn is not None:
             reason = f"HTTP {response.status}" if response is not None and error is None else str(error)
             limit = len(self.history) + self.total if isinstance(self.total, int) else "?"
-            self.warn(f"{method} {url}: {reason}; retrying (retry {len(new_retry.history)} of {limit})")
+            where = f"{_pool.scheme}://{_pool.host}:{_pool.port}{url}" if _pool is not None else url
+            self.warn(f"{method} {where}: {reason}; retrying (retry {len(new_retry.history)} of {limit})")
         return new_retry
 
 

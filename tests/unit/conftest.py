@@ -5,6 +5,7 @@ Run with ``PYTHONPATH=.collections .venv/bin/pytest tests/unit``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 
@@ -62,14 +63,43 @@ class ModuleRun:
         return bool(self.result.get("changed"))
 
     @property
-    def warnings(self) -> list:
-        return list(self.result.get("warnings") or [])
+    def warnings(self) -> list[str]:
+        """Warning texts; ansible-core >= 2.19 emits structured warnings, older cores plain strings."""
+        texts = []
+        for warning in self.result.get("warnings") or []:
+            if isinstance(warning, dict):
+                warning = (warning.get("event") or warning).get("msg", "")
+            texts.append(warning)
+        return texts
 
     def __getitem__(self, key):
         return self.result[key]
 
     def get(self, key, default=None):
         return self.result.get(key, default)
+
+
+@contextlib.contextmanager
+def _module_side_warnings():
+    """Make module.warn() land in the result, as on a target host.
+
+    Importing controller code (ansible.errors, filter plugins) in the same pytest process flips
+    ``is_controller`` and would send warnings to Display instead; the warning store is also process-global.
+    """
+    try:
+        import ansible.module_utils._internal as internal
+        from ansible.module_utils.common import warnings as warnings_store
+    except ImportError:  # ansible-core < 2.19 has neither
+        yield
+        return
+    saved = internal.is_controller
+    internal.is_controller = False
+    warnings_store._global_warnings.clear()
+    warnings_store._global_deprecations.clear()
+    try:
+        yield
+    finally:
+        internal.is_controller = saved
 
 
 @pytest.fixture
@@ -83,7 +113,7 @@ def run_module(capsys):
         if diff:
             module_args["_ansible_diff"] = True
         capsys.readouterr()
-        with patch_module_args(module_args), pytest.raises(SystemExit) as exit_info:
+        with patch_module_args(module_args), _module_side_warnings(), pytest.raises(SystemExit) as exit_info:
             module.main()
         raw = capsys.readouterr().out
         return ModuleRun(json.loads(raw), raw, exit_info.value.code or 0)
