@@ -392,6 +392,8 @@ def write_json_atomic(path: Path, data) -> None:
 
 
 def _hex_id(value, field_name: str) -> str:
+    if value is None:
+        raise BadRequest(f"Failed to parse json request: missing field `{field_name}`")
     if not isinstance(value, str) or len(value) != 32:
         raise BadRequest(f"Failed to parse json request: invalid {field_name} {value!r}")
     try:
