@@ -25,6 +25,9 @@ log = logging.getLogger("neonsim.compute")
 CONFIGURE_ALLOWED = ("empty", "running")
 DEFAULT_PENDING_DELAY_S = 0.05
 DEFAULT_APPLY_DELAY_S = 0.1
+# Catalog sync (roles, databases) runs unless skip_pg_catalog_updates; makes a big spec take visibly longer.
+CATALOG_ITEM_DELAY_S = 0.02
+MAX_CATALOG_DELAY_S = 10.0
 _SHARD_INDEX = re.compile(r"^[0-9a-f]{4}$")
 
 
@@ -146,6 +149,14 @@ def _urls_from_info(info) -> tuple[list[str], int, int | None]:
     return urls, shard_count, stripe_size
 
 
+def catalog_delay(spec: dict) -> float:
+    if spec.get("skip_pg_catalog_updates"):
+        return 0.0
+    cluster = spec.get("cluster") or {}
+    items = len(cluster.get("roles") or []) + len(cluster.get("databases") or [])
+    return min(items * CATALOG_ITEM_DELAY_S, MAX_CATALOG_DELAY_S)
+
+
 def render_postgresql_conf(spec: dict, connstring: str, stripe_size: int | None) -> str:
     lines = [
         "# Written by neonsim compute_ctl; neon.* lines as compute_ctl writes them.",
@@ -256,7 +267,7 @@ class ComputeCtl:
         try:
             await asyncio.sleep(self.pending_delay_s)
             self.status = "configuration"
-            await asyncio.sleep(self.apply_delay_s)
+            await asyncio.sleep(self.apply_delay_s + catalog_delay(spec))
             if self.apply_failure:
                 failure, self.apply_failure = self.apply_failure, None
                 raise OSError(failure)
