@@ -159,11 +159,12 @@ def connections_agree(conf: dict, spec_conn: dict) -> bool:
     return shards <= 1 or conf["stripe_size"] == spec_conn["stripe_size"]
 
 
+def argument_spec():
+    return neon_argument_spec(pgdata={"type": "path"}, spec_path={"type": "path"})
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=neon_argument_spec(pgdata={"type": "path"}, spec_path={"type": "path"}),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     client = client_from_module(module, error_key="error")
     try:

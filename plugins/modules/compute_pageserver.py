@@ -211,7 +211,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
 )
 
 
-def _argument_spec():
+def argument_spec():
     return neon_argument_spec(
         spec={"type": "dict"},
         spec_path={"type": "path"},
@@ -457,7 +457,7 @@ class ComputePageserver:
 
 def main():
     module = AnsibleModule(
-        argument_spec=_argument_spec(),
+        argument_spec=argument_spec(),
         required_one_of=[("spec", "spec_path")],
         mutually_exclusive=[("spec", "spec_path")],
         supports_check_mode=True,

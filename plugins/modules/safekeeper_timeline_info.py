@@ -157,7 +157,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
 )
 
 
-def _argument_spec():
+def argument_spec():
     spec = neon_argument_spec(
         safekeeper_urls={"type": "list", "elements": "str"},
         tenant_id={"type": "str", "required": True},
@@ -214,7 +214,7 @@ def read_safekeeper(client, tenant_id, timeline_id) -> dict:
 
 def main():
     module = AnsibleModule(
-        argument_spec=_argument_spec(),
+        argument_spec=argument_spec(),
         required_one_of=[("api_url", "safekeeper_urls")],
         supports_check_mode=True,
     )

@@ -142,14 +142,15 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
 )
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=neon_argument_spec(
-            tenant_shard_id={"type": "str", "required": True},
-            node_id={"type": "int", "required": True},
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return neon_argument_spec(
+        tenant_shard_id={"type": "str", "required": True},
+        node_id={"type": "int", "required": True},
     )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     tsid = str(validate_or_fail(module, validate_tenant_shard_id, module.params["tenant_shard_id"], "tenant_shard_id"))
     node_id = validate_or_fail(module, validate_node_id, module.params["node_id"], "node_id")
     client = client_from_module(module)

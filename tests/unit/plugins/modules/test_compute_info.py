@@ -13,6 +13,9 @@ from ansible_collections.neonops.storage.tests.unit.plugins.modules.test_compute
     conf_text,
     make_spec,
 )
+from ansible_collections.neonops.storage.tests.unit.plugins.modules.test_tenant_generation import (
+    assert_doc_matches_argspec,
+)
 
 STATUS = {
     "start_time": "2026-01-01T00:00:00Z",
@@ -112,3 +115,7 @@ def test_missing_files_fail_naming_the_option(fake_api, host, run_module):
     (host / "spec.json").write_text("[1, 2]")
     run = run_module(compute_info, args(fake_api, host))
     assert run.failed and run["msg"].startswith("spec_path:") and "expected a JSON object" in run["msg"]
+
+
+def test_documentation_renders_and_matches_argspec():
+    assert_doc_matches_argspec(compute_info)

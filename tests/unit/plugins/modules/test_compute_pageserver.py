@@ -5,6 +5,9 @@ import json
 import pytest
 from ansible_collections.neonops.storage.plugins.modules import compute_pageserver
 from ansible_collections.neonops.storage.tests.unit.conftest import SECRET_TOKEN, TENANT_ID, TIMELINE_ID
+from ansible_collections.neonops.storage.tests.unit.plugins.modules.test_tenant_generation import (
+    assert_doc_matches_argspec,
+)
 
 PS1 = "postgres://no_user@127.0.0.1:64001"
 PS2 = "postgres://no_user@127.0.0.1:64002"
@@ -397,3 +400,7 @@ def test_unreadable_files_fail_naming_the_option(compute, tmp_path, run_module):
     compute.spec_path.write_text("{not json")
     run = run_module(compute_pageserver, args(compute))
     assert run.failed and run["msg"].startswith("spec_path:") and "not valid JSON" in run["msg"]
+
+
+def test_documentation_renders_and_matches_argspec():
+    assert_doc_matches_argspec(compute_pageserver)

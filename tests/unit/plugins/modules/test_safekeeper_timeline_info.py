@@ -3,6 +3,9 @@ from __future__ import annotations
 import pytest
 from ansible_collections.neonops.storage.plugins.modules import safekeeper_timeline_info
 from ansible_collections.neonops.storage.tests.unit.conftest import SECRET_TOKEN, TENANT_ID, TIMELINE_ID
+from ansible_collections.neonops.storage.tests.unit.plugins.modules.test_tenant_generation import (
+    assert_doc_matches_argspec,
+)
 
 PATH = f"/v1/tenant/{TENANT_ID}/timeline/{TIMELINE_ID}"
 
@@ -165,3 +168,7 @@ def test_needs_api_url_or_safekeeper_urls(run_module):
     run = run_module(safekeeper_timeline_info, {"tenant_id": TENANT_ID, "timeline_id": TIMELINE_ID})
     assert run.failed
     assert "api_url" in run["msg"] and "safekeeper_urls" in run["msg"]
+
+
+def test_documentation_renders_and_matches_argspec():
+    assert_doc_matches_argspec(safekeeper_timeline_info)

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from ansible_collections.neonops.storage.plugins.modules import tenant_generation
 from ansible_collections.neonops.storage.tests.unit.conftest import SECRET_TOKEN, TENANT_ID
@@ -123,3 +129,36 @@ def test_bad_input_fails_before_any_request(fake_api, run_module, overrides, exp
     assert run.failed
     assert run["msg"].startswith(expected)
     assert fake_api.requests == []
+
+
+def rendered_doc(module_name: str) -> dict:
+    """The module's documentation as ``ansible-doc --json`` renders it (fragments merged)."""
+    collections_root = Path(tenant_generation.__file__).absolute().parents[5]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_root), ANSIBLE_NOCOLOR="1")
+    ansible_doc = Path(sys.executable).parent / "ansible-doc"
+    fqcn = f"neonops.storage.{module_name}"
+    done = subprocess.run([str(ansible_doc), "--json", fqcn], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)[fqcn]
+
+
+def assert_doc_matches_argspec(module) -> dict:
+    """Every option documented with its type, required flag and default as the argspec has them."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    rendered = rendered_doc(name)
+    options = rendered["doc"]["options"]
+    spec = module.argument_spec()
+    assert sorted(options) == sorted(spec)
+    for option, rule in spec.items():
+        assert options[option]["type"] == rule.get("type", "str"), option
+        assert bool(options[option].get("required")) == bool(rule.get("required")), option
+        assert options[option].get("default") == rule.get("default"), option
+        assert set(options[option].get("suboptions") or {}) == set(rule.get("options") or {}), option
+    assert rendered["examples"].strip() and rendered["return"] is not None
+    assert rendered["doc"]["attributes"]["action_group"]["membership"] == ["neonops.storage.neon"]
+    return rendered["doc"]
+
+
+def test_documentation_renders_and_matches_argspec():
+    doc = assert_doc_matches_argspec(tenant_generation)
+    assert doc["attributes"]["idempotent"]["support"] == "none"
