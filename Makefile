@@ -66,7 +66,7 @@ bench: deps
 	@if [[ -f benchmarks/run.sh ]]; then bash benchmarks/run.sh; \
 	else echo "make bench: no benchmarks yet (benchmarks/run.sh)"; fi
 
-# The release artifact, built from a clean copy so local caches never leak into it.
+# The release artifact; galaxy.yml build_ignore keeps the dev environment, neonsim and its suites out.
 build: deps
 	@rm -rf build/artifact && mkdir -p build/artifact
 	ansible-galaxy collection build --force --output-path build/artifact .
