@@ -108,10 +108,10 @@ def _reconstruct(bucket: _Bucket, timelines: dict, tl: _IndexedTimeline, key: st
 
 def _load_acked(fleet_dir: Path, fleet: dict) -> dict[tuple[str, str], dict[str, list[dict]]]:
     acked: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for compute in fleet.get("computes") or []:
-        path = fleet_dir / compute["name"] / "acked_writes.jsonl"
-        if not path.exists():
-            continue
+    computes = {c["name"]: c for c in fleet.get("computes") or []}
+    # every writer keeps its log in DIR/<writer>/acked_writes.jsonl (computes, and test harnesses)
+    for path in sorted(fleet_dir.glob("*/acked_writes.jsonl")):
+        compute = computes.get(path.parent.name, {})
         for line in path.read_text().splitlines():
             try:
                 entry = json.loads(line)
