@@ -55,10 +55,13 @@ def client_from_module(module, url_option="api_url", token_option="api_token", e
         module.fail_json(msg=f"{url_option}: {exc}")
 
 
-def fail_api(module, exc: NeonAPIError, attempted: str, **extra):
-    """fail_json with what was attempted, the request and the server's message (the token is never part of it)."""
+def fail_api(module, exc: NeonAPIError, attempted: str, reason: str | None = None, **extra):
+    """fail_json with what was attempted, the request and the server's message (the token is never part of it).
+
+    ``reason`` is the module's reading of the error (e.g. "not attached on this pageserver").
+    """
     module.fail_json(
-        msg=f"{attempted} failed: {exc}",
+        msg=f"{attempted} failed: {reason} ({exc})" if reason else f"{attempted} failed: {exc}",
         method=exc.method,
         url=exc.url,
         status=exc.status,
