@@ -67,6 +67,8 @@ KIND_MODULES = {
 }
 
 ScopeRule = Callable[[web.Request, dict], bool]
+# app[CTX_KEY] is the NodeContext of the app's node.
+CTX_KEY: web.AppKey = web.AppKey("neonsim_ctx")
 
 
 class ApiError(Exception):
@@ -258,7 +260,7 @@ class NodeContext:
             else:
                 middlewares.append(_storage_auth_middleware(self, scope_rule, set(allow)))
         app = web.Application(middlewares=middlewares, client_max_size=64 * 1024 * 1024)
-        app["ctx"] = self
+        app[CTX_KEY] = self
         app.router.add_post("/sim/fault", self._set_fault)
         app.router.add_get("/sim/fault", self._get_fault)
         app.router.add_delete("/sim/fault", self._clear_fault)
@@ -270,7 +272,7 @@ class NodeContext:
         app = web.Application(
             middlewares=[_reqlog_middleware(self), _error_middleware(error_key)], client_max_size=64 * 1024 * 1024
         )
-        app["ctx"] = self
+        app[CTX_KEY] = self
         return app
 
     # --- /sim routes ---

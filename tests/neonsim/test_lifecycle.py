@@ -1,0 +1,135 @@
+"""Fleet lifecycle through the CLI: up → status → kill → start → down, request logs, misuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from neonsim import fleet as fleet_mod
+from neonsim import topology
+
+pytestmark = pytest.mark.neonsim
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACT_FIELDS = {"ts", "node", "method", "path", "query", "status", "mutating", "sim", "duration_ms"}
+
+
+def cli(*args, check=True):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "neonsim", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
+    if check:
+        assert proc.returncode == 0, f"neonsim {args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_cli_lifecycle_leaves_no_process(tmp_path):
+    directory = tmp_path / "fleet"
+    cli("up", "--topology", "storcon-only", "--dir", str(directory))
+    pids = json.loads((directory / "pids.json").read_text())
+    try:
+        assert set(pids) == {"moto", "s3proxy", "storcon"}
+        assert all(fleet_mod.pid_alive(p["pid"]) for p in pids.values())
+
+        again = cli("up", "--topology", "storcon-only", "--dir", str(directory), check=False)
+        assert again.returncode != 0 and "already running" in again.stderr
+
+        status = cli("status", "--dir", str(directory), "--json")
+        rows = {r["name"]: r for r in json.loads(status.stdout)}
+        assert rows["storcon"]["alive"] and rows["storcon"]["health"] == "200"
+        table = cli("status", "--dir", str(directory)).stdout
+        assert "storcon" in table and "health" in table.splitlines()[0]
+
+        old = pids["storcon"]["pid"]
+        cli("kill", "storcon", "--dir", str(directory))
+        assert not fleet_mod.pid_alive(old)
+        down_status = cli("status", "--dir", str(directory), check=False)
+        assert down_status.returncode == 1
+        assert {r["name"]: r for r in fleet_mod.status(directory)}["storcon"]["health"] == "down"
+
+        cli("start", "storcon", "--dir", str(directory))
+        new = json.loads((directory / "pids.json").read_text())["storcon"]["pid"]
+        assert new != old and fleet_mod.pid_alive(new)
+        pids = json.loads((directory / "pids.json").read_text())
+    finally:
+        cli("down", "--dir", str(directory))
+    assert not any(fleet_mod.pid_alive(p["pid"]) for p in pids.values())
+    assert not (directory / "pids.json").exists()
+    assert (directory / "logs" / "storcon.log").stat().st_size > 0
+
+
+def test_request_log_contract_fields(neonsim_fleet):
+    sim = neonsim_fleet("storcon-only")
+    url = sim.storcon_url
+    assert requests.get(url + "/control/v1/node", timeout=5).status_code == 200
+    body = {
+        "node_id": 7,
+        "listen_pg_addr": "127.0.0.1",
+        "listen_pg_port": 2,
+        "listen_http_addr": "127.0.0.1",
+        "listen_http_port": 1,
+        "availability_zone_id": "az-a",
+    }
+    assert requests.post(url + "/control/v1/node", json=body, timeout=5).status_code == 200
+    assert requests.put(url + "/control/v1/node/7/config", json={"node_id": 7}, timeout=5).status_code == 200
+    assert requests.post(url + "/debug/v1/inspect", json={"tenant_shard_id": "a" * 32}, timeout=5).status_code == 200
+    assert requests.get(url + "/no/such/route?x=1", timeout=5).json() == {"msg": "page not found"}
+
+    lines = sim.request_log("storcon")
+    assert lines and all(set(line) == CONTRACT_FIELDS for line in lines)
+    by_route = {(line["method"], line["path"]): line for line in lines}
+    get = by_route[("GET", "/control/v1/node")]
+    assert get["mutating"] is False and get["sim"] is False and get["status"] == 200 and get["node"] == "storcon"
+    assert by_route[("PUT", "/control/v1/node/7/config")]["mutating"] is True
+    assert by_route[("POST", "/control/v1/node")]["mutating"] is True
+    assert by_route[("POST", "/debug/v1/inspect")]["mutating"] is False  # read-only POST
+    missing = by_route[("GET", "/no/such/route")]
+    assert missing["status"] == 404 and missing["query"] == "x=1"
+    assert by_route[("GET", "/sim/health")]["sim"] is True  # up's health polling
+    assert all(isinstance(line["duration_ms"], float) for line in lines)
+
+
+def test_inventory_matches_contract(neonsim_fleet):
+    sim = neonsim_fleet("storcon-only", auth=True)
+    inv = yaml.safe_load(sim.inventory_path.read_text())["all"]
+    assert inv["vars"]["neonsim_dir"] == str(sim.dir)
+    assert inv["vars"]["neon_s3_endpoint_url"] == sim.fleet["s3"]["endpoint_url"]
+    assert inv["vars"]["neon_s3_bucket"] == "neon-sim"
+    for var in ("neon_pageserver_api_token", "neon_safekeeper_api_token", "neon_storcon_api_token"):
+        assert inv["vars"][var].count(".") == 2
+    storcon = inv["children"]["storage_controller"]["hosts"]["storcon"]
+    assert storcon["neon_api_url"] == sim.storcon_url
+    assert storcon["ansible_connection"] == "local"
+    assert storcon["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
+    assert set(inv["children"]) == {"pageservers", "safekeepers", "computes", "storage_controller"}
+
+
+def test_topology_resolution_is_deterministic(tmp_path):
+    topo = topology.load_topology("default")
+    a = topology.resolve(topo, tmp_path)
+    b = topology.resolve(topo, tmp_path)
+    assert [t["tenant_id"] for t in a["tenants"]] == [t["tenant_id"] for t in b["tenants"]]
+    tenants = {t["name"]: t for t in a["tenants"]}
+    assert len(tenants) == 4 and tenants["sharded"]["shard_count"] == 4 and tenants["sharded"]["stripe_size"] == 2048
+    child = tenants["branched"]["timelines"][1]
+    assert child["ancestor_timeline_id"] == tenants["branched"]["timelines"][0]["timeline_id"]
+    assert {p["az"] for p in a["pageservers"]} == {"az-a", "az-b"} and len(a["safekeepers"]) == 3
+    assert [c["tenant_id"] for c in a["computes"]] == [tenants["plain"]["tenant_id"], tenants["branched"]["tenant_id"]]
+    assert a["computes"][0]["workload"]["enabled"] is True
+    ports = [a["storage_controller"]["http_port"]] + [p[k] for p in a["pageservers"] for k in ("http_port", "pg_port")]
+    assert len(set(ports)) == len(ports)
+    synthetic = topology.resolve({"pageservers": 2, "synthetic": {"count": 5, "size_bytes_range": [10, 20]}}, tmp_path)
+    assert len(synthetic["tenants"]) == 5
+    assert all(10 <= t["synthetic"]["physical_size_bytes"] <= 20 for t in synthetic["tenants"])
+    with pytest.raises(topology.TopologyError):
+        topology.resolve({"pageservers": 1, "tenants": [{"shard_count": 2, "pageservers": ["ps1"]}]}, tmp_path)
+    with pytest.raises(topology.TopologyError):
+        topology.resolve({"computes": [{"tenant": "nope"}]}, tmp_path)
