@@ -33,17 +33,22 @@ def neon_argument_spec(**module_options) -> dict:
 
 def client_from_module(module, url_option="api_url", token_option="api_token", error_key="msg") -> NeonClient:
     """Build the client from the module's connection options; fail_json on a bad URL or missing requests."""
+    params = module.params
+    return client_for_url(module, params.get(url_option), params.get(token_option), url_option, error_key)
+
+
+def client_for_url(module, url, token=None, field="api_url", error_key="msg") -> NeonClient:
+    """A client for another service URL (e.g. one of several safekeepers) with the module's TLS/timeout/retries."""
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     params = module.params
-    url = params.get(url_option)
     timeout = params.get("timeout")
     if timeout is not None and timeout <= 0:
         module.fail_json(msg=f"timeout: must be a positive number of seconds, got {timeout!r}")
     try:
         return NeonClient(
             url,
-            token=params.get(token_option),
+            token=token,
             validate_certs=params.get("validate_certs", True),
             ca_path=params.get("ca_path"),
             timeout=timeout or 30.0,
@@ -52,7 +57,7 @@ def client_from_module(module, url_option="api_url", token_option="api_token", e
             error_key=error_key,
         )
     except ValueError as exc:
-        module.fail_json(msg=f"{url_option}: {exc}")
+        module.fail_json(msg=f"{field}: {exc}")
 
 
 def fail_api(module, exc: NeonAPIError, attempted: str, reason: str | None = None, **extra):
