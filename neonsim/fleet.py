@@ -207,22 +207,13 @@ def up(
     _write_json(directory / "fleet.json", fleet)
     started = time.monotonic()
     try:
-        spawn(fleet, "moto")
-        spawn(fleet, "s3proxy")
-        wait_healthy(fleet, ["moto", "s3proxy"], timeout)
+        # Everything starts at once: start-up is CPU-bound (imports) and pageservers retry re-attach until the
+        # storage controller answers; the bucket exists before bootstrap attaches any tenant.
+        names = list(node_commands(fleet))
+        for name in names:
+            spawn(fleet, name)
+        wait_healthy(fleet, names, timeout)
         bootstrap.create_bucket(fleet)
-        storcon = fleet.get("storage_controller")
-        if storcon:
-            spawn(fleet, storcon["name"])
-            wait_healthy(fleet, [storcon["name"]], timeout)
-        storage = [e["name"] for e in (fleet["pageservers"] + fleet["safekeepers"])]
-        for name in storage:
-            spawn(fleet, name)
-        wait_healthy(fleet, storage, timeout)
-        computes = [e["name"] for e in fleet["computes"]]
-        for name in computes:
-            spawn(fleet, name)
-        wait_healthy(fleet, computes, timeout)
         log.info("all %d processes healthy after %.1fs", len(load_pids(directory)), time.monotonic() - started)
         bootstrap.bootstrap(fleet)
         tokens = _auth.service_tokens(fleet["auth"]["private_key_pem_path"]) if fleet["auth"]["enabled"] else None
