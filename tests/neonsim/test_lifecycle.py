@@ -133,3 +133,42 @@ def test_topology_resolution_is_deterministic(tmp_path):
         topology.resolve({"pageservers": 1, "tenants": [{"shard_count": 2, "pageservers": ["ps1"]}]}, tmp_path)
     with pytest.raises(topology.TopologyError):
         topology.resolve({"computes": [{"tenant": "nope"}]}, tmp_path)
+
+
+def test_small_fleet_bootstrap_and_pageserver_crash_restart(neonsim_fleet):
+    sim = neonsim_fleet("small")
+    tenant = sim.fleet["tenants"][0]
+    tenant_id, timeline_id = tenant["tenant_id"], tenant["timelines"][0]["timeline_id"]
+    ps = sim.url("ps1")
+
+    def inspect():
+        body = {"tenant_shard_id": tenant_id}
+        return requests.post(sim.storcon_url + "/debug/v1/inspect", json=body, timeout=5).json()["attachment"]
+
+    gen, node_id = inspect()
+    assert node_id == 1
+    info = requests.get(f"{ps}/v1/tenant/{tenant_id}", timeout=10).json()
+    assert info["state"]["slug"] == "Active" and info["generation"] == gen
+    assert requests.get(f"{ps}/v1/tenant/{tenant_id}/timeline/{timeline_id}", timeout=10).status_code == 200
+    for sk in ("sk1", "sk2", "sk3"):
+        assert (
+            requests.get(f"{sim.url(sk)}/v1/tenant/{tenant_id}/timeline/{timeline_id}", timeout=10).status_code == 200
+        )
+    compute = requests.get(sim.url("compute1") + "/status", timeout=10).json()
+    assert compute["status"] == "running" and compute["tenant"] == tenant_id
+    spec = json.loads(Path(sim.fleet["computes"][0]["spec_path"]).read_text())
+    assert spec["pageserver_connection_info"]["shards"]["0000"]["pageservers"][0]["libpq_url"].endswith(
+        f":{sim.fleet['pageservers'][0]['pg_port']}"
+    )
+
+    sim.kill("ps1")  # crash; on start the pageserver re-attaches and gets generation + 1
+    sim.start("ps1")
+    assert inspect() == [gen + 1, 1]
+    deadline_info = None
+    for _ in range(100):
+        deadline_info = requests.get(f"{ps}/v1/tenant/{tenant_id}", timeout=10).json()
+        if deadline_info.get("state", {}).get("slug") == "Active":
+            break
+    assert deadline_info["generation"] == gen + 1 and deadline_info["state"]["slug"] == "Active"
+    rows = {r["name"]: r for r in sim.status()}
+    assert all(r["alive"] and r["health"] == "200" for r in rows.values())
