@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: compute_info
 short_description: Read a compute's status and the pageserver connection it uses
 version_added: 0.1.0
-author: neonops.storage maintainers
+author: neonops.storage maintainers (@neonops)
 description:
   - Reads compute_ctl's C(GET /status).
   - Reads the pageserver connection the compute uses. compute_ctl has no API that returns its applied spec,

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: compute_pageserver
 short_description: Point a compute at new pageservers through compute_ctl
 version_added: 0.1.0
-author: neonops.storage maintainers
+author: neonops.storage maintainers (@neonops)
 description:
   - Repoints a compute to the pageserver(s) in O(pageservers) with compute_ctl's C(POST /configure).
     Postgres reloads its configuration; no restart is needed.

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: safekeeper_timeline_info
 short_description: Read a timeline's status from its safekeepers, with the quorum's commit LSN
 version_added: 0.1.0
-author: neonops.storage maintainers
+author: neonops.storage maintainers (@neonops)
 description:
   - Reads C(GET /v1/tenant/{tenant_id}/timeline/{timeline_id}) (TimelineStatus) from each safekeeper in
     O(safekeeper_urls), or from the single safekeeper at O(api_url).

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: tenant_generation
 short_description: Issue the next generation for a tenant shard on a pageserver
 version_added: 0.1.0
-author: neonops.storage maintainers
+author: neonops.storage maintainers (@neonops)
 description:
   - Asks the generation authority (the storage controller) for a new, strictly higher generation for
     O(tenant_shard_id) on the pageserver O(node_id), through C(POST /debug/v1/attach-hook).

