@@ -60,6 +60,7 @@ class Pageserver(PageserverCore):
         r.add_get("/v1/utilization", self.get_utilization)
         r.add_get("/metrics", self.metrics)
         r.add_get("/v1/tenant", self.tenant_list)
+        r.add_post("/v1/tenant", self.removed_route)
         r.add_put("/v1/tenant/config", self.tenant_config_put)
         r.add_patch("/v1/tenant/config", self.tenant_config_patch)
         r.add_get("/v1/location_config", self.location_list)
@@ -98,6 +99,10 @@ class Pageserver(PageserverCore):
     # ---- node-level ---------------------------------------------------------------------------------------
     async def status(self, request):
         return json_response({"id": self.node_id})
+
+    async def removed_route(self, request):
+        # removed upstream (tenant creation is location_config now); its router answers 404, not 405
+        raise ApiError(404, "page not found")
 
     async def get_utilization(self, request):
         return json_response(self.utilization())

@@ -1,0 +1,187 @@
+"""Every place where upstream's code (as recorded in the digest) differs from the OpenAPI files in
+`../shared/reference/neon/`, each with its reason. Contract tests patch the spec with these before validating
+the simulator's responses; nothing else may relax a contract.
+
+Shapes:
+- schema exceptions: (spec file, schema name, property or None, JSON-schema override or None, reason).
+  property None = the whole named schema is replaced; override None = documentation only (nothing to patch,
+  the spec already accepts the code's output, e.g. extra fields).
+- response exceptions: (spec file, METHOD, spec path, status, JSON-schema of the real body, reason).
+- undocumented routes: (METHOD, path, reason): served per the digest, absent from the spec.
+"""
+
+from __future__ import annotations
+
+PAGESERVER_SPEC = "pageserver-openapi.yml"
+SAFEKEEPER_SPEC = "safekeeper-openapi.yaml"
+COMPUTE_SPEC = "compute-ctl-openapi.yaml"
+
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+PAGESERVER_SCHEMA_EXCEPTIONS = [
+    (
+        PAGESERVER_SPEC,
+        "TenantInfo",
+        "attachment_status",
+        {
+            "type": "object",
+            "required": ["slug"],
+            "properties": {
+                "slug": {"type": "string", "enum": ["maybe", "attached", "failed"]},
+                "data": {"type": "object", "properties": {"reason": {"type": "string"}}},
+            },
+        },
+        "digest §1.5/§1.14: `data` is omitted for the unit variants maybe/attached (serde adjacently tagged); "
+        "the spec marks it required",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "TenantInfo",
+        "current_physical_size",
+        {"type": ["integer", "null"]},
+        "digest §1.5: the list form (GET /v1/tenant) reports current_physical_size as null",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "TenantInfo",
+        None,
+        None,
+        "digest §1.14: TenantInfo also carries `state` (adjacently tagged TenantState) and `generation`; extra "
+        "fields, so the spec schema accepts them unpatched",
+    ),
+    *[
+        (
+            PAGESERVER_SPEC,
+            "TimelineInfo",
+            prop,
+            NULLABLE_STRING,
+            f"digest §1.6: `{prop}` is an Option in TimelineInfo and serialises as null when unset "
+            "(ancestor_lsn is null when 0); the spec declares a plain string",
+        )
+        for prop in (
+            "ancestor_timeline_id",
+            "ancestor_lsn",
+            "prev_record_lsn",
+            "wal_source_connstr",
+            "last_received_msg_lsn",
+        )  # fmt: skip
+    ],
+    (
+        PAGESERVER_SPEC,
+        "TimelineInfo",
+        "last_received_msg_ts",
+        {"type": ["integer", "null"]},
+        "digest §1.6: last_received_msg_ts is null until the walreceiver got a message",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "TimelineInfo",
+        "state",
+        {"type": ["string", "object"]},
+        "digest §1.6: TimelineState is externally tagged: unit variants are strings, Broken is "
+        '{"Broken": {"reason", "backtrace"}}',
+    ),
+    (
+        PAGESERVER_SPEC,
+        "SecondaryProgress",
+        "heatmap_mtime",
+        NULLABLE_STRING,
+        "digest §1.10: heatmap_mtime is null (with 200 and 0/0 counts) when no heatmap exists yet",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "TenantConfig",
+        "compaction_threshold",
+        {"type": "integer"},
+        "digest §1.9: compaction_threshold is a number (usize) in TenantConfig; the spec says string",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "TenantConfig",
+        "compaction_upper_limit",
+        {"type": "integer"},
+        "digest §1.9: compaction_upper_limit is a number (usize) in TenantConfig; the spec says string",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "TenantLocationConfigRequest",
+        None,
+        None,
+        "digest §1.3/§1.14: the request also has shard_number, shard_count, shard_stripe_size; tenant_conf is "
+        "required and unknown top-level keys are rejected (request side only, not validated here)",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "PageserverUtilization",
+        None,
+        None,
+        "digest §1.12/§1.14: the response has 8 fields (disk_wanted_bytes, disk_usable_pct, shard_count, "
+        "max_shard_count, captured_at besides the spec's 3); extra fields pass unpatched",
+    ),
+]
+
+PAGESERVER_RESPONSE_EXCEPTIONS = [
+    (
+        PAGESERVER_SPEC,
+        "PUT",
+        "/v1/tenant/{tenant_shard_id}/location_config",
+        200,
+        {"anyOf": [{"$ref": "#/components/schemas/TenantLocationConfigResponse"}, {"type": "null"}]},
+        "digest §1.3/§1.14: mode Detached answers 200 with JSON null, not a TenantLocationConfigResponse",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "PUT",
+        "/v1/tenant/config",
+        200,
+        {"type": "null"},
+        "digest §1.9/§1.14: PUT /v1/tenant/config returns null, not a TenantInfo array",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "PATCH",
+        "/v1/tenant/config",
+        200,
+        {"type": "null"},
+        "digest §1.9/§1.14: PATCH /v1/tenant/config returns null, not a TenantInfo array",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "DELETE",
+        "/v1/tenant/{tenant_id}/timeline/{timeline_id}",
+        202,
+        {"type": "null"},
+        "digest §1.6/§1.14: deletion answers 202 null while in progress; the spec only lists 404/409/412",
+    ),
+    (
+        PAGESERVER_SPEC,
+        "PUT",
+        "/v1/tenant/{tenant_id}/timeline/{timeline_id}/do_gc",
+        200,
+        {"type": "object", "required": ["layers_total", "layers_removed"]},
+        "the handler returns a GcResult object (the fixture reads it as a dict, digest §6.4); the spec says string",
+    ),
+]
+
+PAGESERVER_UNDOCUMENTED_ROUTES = [
+    ("POST", "/v1/tenant", "digest §1.1/§1.14: listed in the spec but removed upstream; the router answers 404"),
+    ("POST", "/v1/tenant/{tenant_shard_id}/wait_lsn", "digest §1.7/§1.14: not in the spec"),
+    ("GET", "/v1/tenant/{tenant_shard_id}/secondary/status", "digest §1.10/§1.14: not in the spec"),
+    ("POST", "/v1/tenant/{tenant_shard_id}/reset", "digest §1.8/§1.14: not in the spec"),
+    ("GET", "/v1/tenant/{tenant_id}/scan_remote_storage", "digest §1.8/§1.14: not in the spec"),
+    ("PUT", "/v1/deletion_queue/flush", "digest §1.8/§1.14: not in the spec"),
+    ("GET", "/v1/location_config", "digest §1.4: not in the spec"),
+    ("GET", "/v1/location_config/{tenant_shard_id}", "digest §1.4: not in the spec"),
+]
+
+SAFEKEEPER_COMPUTE_EXCEPTIONS = [
+    (
+        COMPUTE_SPEC,
+        "ComputeState",
+        prop,
+        NULLABLE_STRING,
+        f"compute_ctl serialises `{prop}` as null when unset (Option<…> in ComputeStatusResponse, digest §3.2); "
+        "the OpenAPI file declares a plain string",
+    )
+    for prop in ("tenant", "timeline", "last_active", "error")
+]
