@@ -61,7 +61,7 @@ def test_pageserver_rules(tmp_path):
     app.router.add_get("/v1/status", ok)
     app.router.add_get("/v1/tenant", ok)
     app.router.add_put("/v1/tenant/{tenant_shard_id}/location_config", ok)
-    hs256 = jwt.encode({"scope": "pageserverapi"}, "secret", algorithm="HS256")
+    hs256 = jwt.encode({"scope": "pageserverapi"}, "s" * 32, algorithm="HS256")
     other_key = _auth.load_private_key(_auth.generate_keypair(tmp_path / "other")[0])
 
     async def calls(client):
@@ -199,6 +199,6 @@ def test_storcon_scopes_on_a_running_fleet(neonsim_fleet):
     assert status("POST", "/debug/v1/inspect", "storcon", inspect) == 200
     assert status("POST", "/upcall/v1/validate", "generations_api", {"tenants": []}) == 200
     assert status("POST", "/upcall/v1/validate", "infra", {"tenants": []}) == 403
-    hs256 = jwt.encode({"scope": "admin"}, "secret", algorithm="HS256")
+    hs256 = jwt.encode({"scope": "admin"}, "s" * 32, algorithm="HS256")
     resp = requests.get(url + "/control/v1/node", headers=bearer(hs256), timeout=5)
     assert resp.status_code in (401, 403) and "msg" in resp.json()
