@@ -440,16 +440,18 @@ class Pageserver(PageserverCore):
 
     async def block_gc(self, request):
         tenant, tl = await self._timeline(request)
-        if not tl.gc_blocking:
-            tl.gc_blocking = {"started_at": now_rfc3339(), "reasons": ["Manual"]}
-            await tl.upload_index()
+        async with tl.flush_lock:  # index uploads of one timeline never interleave
+            if not tl.gc_blocking:
+                tl.gc_blocking = {"started_at": now_rfc3339(), "reasons": ["Manual"]}
+                await tl.upload_index()
         return json_response(None)
 
     async def unblock_gc(self, request):
         tenant, tl = await self._timeline(request)
-        if tl.gc_blocking:
-            tl.gc_blocking = None
-            await tl.upload_index()
+        async with tl.flush_lock:
+            if tl.gc_blocking:
+                tl.gc_blocking = None
+                await tl.upload_index()
         return json_response(None)
 
     async def do_gc(self, request):

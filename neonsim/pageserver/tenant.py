@@ -248,9 +248,10 @@ class TenantShard:
         """Called by the node ticker; starts due periodic work (one job at a time per tenant)."""
         if self.slug != "Active" or self.cancelled or not self.timelines:
             return
-        for tl in self.timelines.values():
-            if tl.needs_timeout_flush(now):
-                tl.schedule_flush()
+        if self.mode != "AttachedStale":  # Stale skips housekeeping (no idle-layer freeze)
+            for tl in self.timelines.values():
+                if tl.needs_timeout_flush(now):
+                    tl.schedule_flush()
         if self.background_task is not None and not self.background_task.done():
             return
         if self.synthetic:

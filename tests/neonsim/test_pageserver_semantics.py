@@ -366,3 +366,22 @@ def test_utilization_and_synthetic_tenants(h):
     assert after["shard_count"] == before["shard_count"] + 1
     expected_score = max(after["disk_wanted_bytes"] * 1_000_000 // capacity, after["shard_count"] * 1_000_000 // 2500)
     assert after["utilization_score"] == expected_score
+
+
+def test_attach_failure_is_broken_with_reason(neonsim_fleet):
+    sim = neonsim_fleet("small", computes=[])
+    h = Harness(sim)
+    tenant = uuid.uuid4().hex
+    gen = h.attach_hook(tenant, "ps1")
+    sim.fault("s3proxy", error_rate=1.0, status=500)
+    try:
+        h.location("ps1", tenant, "AttachedSingle", gen, QUIET)
+        info = wait_until(lambda: (i := h.get("ps1", f"/v1/tenant/{tenant}"))["state"]["slug"] == "Broken" and i)
+    finally:
+        sim.clear_fault("s3proxy")
+    assert info["attachment_status"]["slug"] == "failed" and "attach failed" in info["state"]["data"]["reason"]
+    resp = h.call("GET", f"{h.ps('ps1')}/v1/tenant/{tenant}/timeline", expected=(500,))
+    assert resp.json()["msg"].startswith("tenant is broken: attach failed")
+    # recovery: a higher generation replaces the broken attachment
+    h.location("ps1", tenant, "AttachedSingle", h.attach_hook(tenant, "ps1"), QUIET)
+    assert h.wait_active("ps1", tenant)["generation"] == gen + 1
