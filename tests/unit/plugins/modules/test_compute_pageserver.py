@@ -296,14 +296,15 @@ def test_only_the_stale_spec_file_is_rewritten(compute, run_module):
     assert compute.spec_on_disk()["pageserver_connstring"] == PS2
 
 
-def test_inline_spec_writes_no_file(compute, run_module):
+def test_inline_spec_writes_no_file_and_its_credentials_stay_out_of_the_invocation(compute, run_module):
     spec = make_spec([PS1])
-    params = args(compute, spec=spec)
+    params = args(compute, spec=spec, _ansible_inject_invocation=True)  # as with -vvv
     del params["spec_path"]
     run = run_module(compute_pageserver, params)
     assert not run.failed, run.result
     assert run["configured"] and not run["spec_written"]
     assert compute.spec_on_disk()["pageserver_connstring"] == PS1
+    assert run["invocation"]["module_args"]["spec"]["tenant_id"] == TENANT_ID  # the rest stays readable
     assert_no_secrets(run)
 
 
