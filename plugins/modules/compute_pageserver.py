@@ -141,13 +141,24 @@ EXAMPLES = r"""
         libpq_url: "postgres://no_user@{{ hostvars['ps2'].neon_pg_addr }}"
   delegate_to: compute1
 
-- name: A 4-shard tenant, one pageserver per shard in shard order
+- name: A 2-shard tenant, one pageserver per shard in shard order (shard 0 first)
   neonops.storage.compute_pageserver:
     api_url: "{{ compute_url }}"
     spec_path: /var/lib/compute/spec.json
-    shard_count: 4
+    compute_ctl_config: "{{ compute_ctl_config }}"
+    shard_count: 2
     stripe_size: 2048
-    pageservers: "{{ shard_nodes | map('extract', node_urls) | list }}"
+    pageservers:
+      - node_id: 1
+        libpq_url: postgres://no_user@ps-1.internal:64000
+      - node_id: 3
+        libpq_url: postgres://no_user@ps-3.internal:64000
+  check_mode: true
+  register: planned
+
+- name: Show the planned change
+  ansible.builtin.debug:
+    msg: "{{ planned.previous_connstring }} -> {{ planned.connstring }}"
 """
 
 RETURN = r"""
