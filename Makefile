@@ -45,10 +45,10 @@ ansible-lint: deps
 	ansible-lint
 
 test-neonsim: deps
-	@scripts/run-pytest-suite.sh tests/neonsim -q $(XDIST) $(PYTEST_ARGS)
+	@PYTHONPATH=$(CURDIR) scripts/run-pytest-suite.sh tests/neonsim -q $(XDIST) $(PYTEST_ARGS)
 
 test-integration: deps
-	@PYTHONPATH=$(COLLECTIONS) scripts/run-pytest-suite.sh tests/integration -q $(XDIST) $(PYTEST_ARGS)
+	@PYTHONPATH=$(CURDIR):$(COLLECTIONS) scripts/run-pytest-suite.sh tests/integration -q $(XDIST) $(PYTEST_ARGS)
 
 molecule: deps
 	@scripts/molecule.sh
