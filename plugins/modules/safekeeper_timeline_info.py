@@ -35,7 +35,7 @@ options:
   safekeeper_urls:
     description:
       - Base URLs of the timeline's safekeepers (all members, so that the majority is computed over the
-        whole set). O(api_token) and the TLS options apply to each.
+        whole set). Each may appear only once. O(api_token) and the TLS options apply to each.
     type: list
     elements: str
   tenant_id:
@@ -225,6 +225,12 @@ def main():
         if not params["safekeeper_urls"]:
             module.fail_json(msg="safekeeper_urls: must list at least one safekeeper")
         clients = [_client_for(module, url, index) for index, url in enumerate(params["safekeeper_urls"])]
+        seen = set()
+        for index, client in enumerate(clients):
+            # A safekeeper listed twice would count twice towards the majority.
+            if client.base_url in seen:
+                module.fail_json(msg=f"safekeeper_urls[{index}]: {client.base_url} is listed more than once")
+            seen.add(client.base_url)
     else:
         clients = [client_from_module(module)]
 

@@ -155,6 +155,10 @@ def test_unparsable_lsn_is_a_per_safekeeper_error(fake_api_factory, run_module):
         ({"timeline_id": "xyz"}, "timeline_id"),
         ({"safekeeper_urls": []}, "safekeeper_urls"),
         ({"safekeeper_urls": ["sk-1:7676"]}, "safekeeper_urls[0]"),
+        (
+            {"safekeeper_urls": ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:1/"]},
+            "safekeeper_urls[2]",
+        ),
     ],
 )
 def test_bad_input_fails_before_any_request(safekeepers, run_module, overrides, expected):
