@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from neonsim._auth import SAFEKEEPER_ALLOW, safekeeper_scope_rule
@@ -30,6 +31,7 @@ from neonsim.lsn import format_lsn, parse_lsn, record_size
 WALSENDER_EXPIRY_S = 5.0
 WALRECEIVER_EXPIRY_S = 5.0
 TRIM_INTERVAL_S = 1.0
+GOSSIP_INTERVAL_S = 1.0
 STREAM_BATCH_LIMIT = 2000
 DEFAULT_WAL_SEG_SIZE = 16 * 1024 * 1024
 
@@ -127,6 +129,7 @@ class Timeline:
         self.commit_lsn = 0
         self.remote_consistent_lsn = parse_lsn(control.get("remote_consistent_lsn") or None)
         self.walsenders: dict[tuple, Walsender] = {}
+        self.peers: dict[int, dict] = {}  # sk_id -> what that safekeeper last reported (broker stand-in)
         self.last_append: float | None = None
         self.changed = asyncio.Condition()
         self._wal_file = None
@@ -272,6 +275,23 @@ class Timeline:
             if sender.active_polls == 0 and now - sender.last_seen > WALSENDER_EXPIRY_S:
                 del self.walsenders[key]
 
+    def learn_from_peer(self, sk_id: int, peer_status: dict, pg_connstr: str, http_connstr: str) -> None:
+        """Take in a peer's TimelineStatus, as upstream learns SafekeeperTimelineInfo from the storage broker."""
+        term = (peer_status.get("acceptor_state") or {}).get("term", 0)
+        self.peers[sk_id] = {
+            "sk_id": sk_id,
+            "term": term,
+            "last_log_term": term,
+            "flush_lsn": peer_status["flush_lsn"],
+            "commit_lsn": peer_status["commit_lsn"],
+            "local_start_lsn": peer_status["local_start_lsn"],
+            "pg_connstr": pg_connstr,
+            "http_connstr": http_connstr,
+            "https_connstr": None,
+        }
+        # Only the safekeeper a pageserver streams from hears its feedback; peers share it so all can trim.
+        self.remote_consistent_lsn = max(self.remote_consistent_lsn, parse_lsn(peer_status["remote_consistent_lsn"]))
+
     # ---- trimming
 
     def trim_horizon(self) -> int:
@@ -312,7 +332,7 @@ class Timeline:
 
     # ---- status
 
-    def status(self, node_id: int, peers: list[dict] | None = None) -> dict:
+    def status(self, node_id: int) -> dict:
         """TimelineStatus with upstream's field names (digest §2.2)."""
         self.expire_walsenders()
         now = time.monotonic()
@@ -342,7 +362,7 @@ class Timeline:
             "backup_lsn": format_lsn(self.commit_lsn),
             "peer_horizon_lsn": format_lsn(self.local_start_lsn),
             "remote_consistent_lsn": format_lsn(self.remote_consistent_lsn),
-            "peers": peers or [],
+            "peers": list(self.peers.values()),
             "walsenders": [self._walsender_json(s) for s in self.walsenders.values()],
             "walreceivers": walreceivers,
         }
@@ -413,7 +433,6 @@ class Safekeeper:
         self.timelines: dict[tuple[str, str], Timeline] = {}
         # key_to_shard(key, shard_count, stripe_size); injected so unit tests need no sharding module.
         self._shard_of = shard_of
-        self.peers_info: list[dict] = []
         self._trim_task: asyncio.Task | None = None
 
     @property
@@ -658,6 +677,7 @@ class SafekeeperNode(Node):
         self.sk = Safekeeper(ctx.node_id, ctx.data_dir, fsync=ctx.node.get("fsync", True))
         self.sk.load()
         self._background: asyncio.Task | None = None
+        self._gossip: asyncio.Task | None = None
         self.http = ctx.make_http_app(scope_rule=_http_scope_rule, allow=SAFEKEEPER_ALLOW)
         r = self.http.router
         r.add_get("/v1/status", self.status)
@@ -677,12 +697,42 @@ class SafekeeperNode(Node):
 
     async def start(self) -> None:
         self._background = asyncio.ensure_future(self.sk.run_background())
+        self._gossip = asyncio.ensure_future(self._gossip_loop())
+
+    async def _gossip_loop(self) -> None:
+        """Poll peer safekeepers' TimelineStatus every second (stand-in for the storage broker, digest §2.3)."""
+        peers = [p for p in self.ctx.safekeepers() if p.get("node_id") != self.sk.node_id]
+        while peers:
+            await asyncio.sleep(GOSSIP_INTERVAL_S)
+            for (tenant_id, timeline_id), tl in list(self.sk.timelines.items()):
+                for peer in peers:
+                    url = f"http://127.0.0.1:{peer['http_port']}/v1/tenant/{tenant_id}/timeline/{timeline_id}"
+                    try:
+                        async with self.ctx.session.get(
+                            url, headers=self.ctx.auth_headers("safekeeper"), timeout=aiohttp.ClientTimeout(total=1)
+                        ) as resp:
+                            if resp.status != 200:
+                                continue
+                            status = await resp.json()
+                    except (aiohttp.ClientError, TimeoutError, ValueError):
+                        tl.peers.pop(peer["node_id"], None)
+                        continue
+                    with contextlib.suppress(KeyError, ValueError, TypeError):
+                        async with tl.changed:
+                            tl.learn_from_peer(
+                                peer["node_id"],
+                                status,
+                                f"127.0.0.1:{peer['pg_port']}",
+                                f"127.0.0.1:{peer['http_port']}",
+                            )
+                            tl.changed.notify_all()
 
     async def stop(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._background
+        for task in (self._background, self._gossip):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for tl in self.sk.timelines.values():
             tl.persist_control()
         self.sk.close()
@@ -719,7 +769,7 @@ class SafekeeperNode(Node):
             tl = self.sk.get(request.match_info["tenant_id"], request.match_info["timeline_id"])
         except SafekeeperError as exc:
             return _error_response(exc)
-        return json_response(tl.status(self.sk.node_id, self.sk.peers_info))
+        return json_response(tl.status(self.sk.node_id))
 
     async def delete_timeline(self, request):
         result = self.sk.delete_timeline(request.match_info["tenant_id"], request.match_info["timeline_id"])

@@ -197,3 +197,23 @@ def test_delete_timeline_and_tenant(tmp_path):
     create(sk)
     assert sk.delete_tenant(TENANT) == {TIMELINE: {"dir_existed": True, "was_active": False}}
     assert make_sk(tmp_path).timelines == {}
+
+
+def test_peer_reports_let_a_safekeeper_without_walsenders_trim(tmp_path):
+    sk = make_sk(tmp_path)
+    create(sk)
+    recs = records(START, 6)
+    append(sk, recs, commit=recs[-1]["end_lsn"])
+    tl = sk.get(TENANT, TIMELINE)
+    peer_status = {
+        "acceptor_state": {"term": 1},
+        "flush_lsn": recs[-1]["end_lsn"],
+        "commit_lsn": recs[-1]["end_lsn"],
+        "local_start_lsn": format_lsn(START),
+        "remote_consistent_lsn": recs[3]["end_lsn"],
+    }
+    tl.learn_from_peer(102, peer_status, "127.0.0.1:2", "127.0.0.1:3")
+    sk.maintenance()
+    assert tl.local_start_lsn == parse_lsn(recs[4]["lsn"])
+    (peer,) = tl.status(101)["peers"]
+    assert (peer["sk_id"], peer["commit_lsn"], peer["pg_connstr"]) == (102, recs[-1]["end_lsn"], "127.0.0.1:2")

@@ -1,0 +1,142 @@
+"""Safekeepers in a live fleet: quorum commit with safekeepers killed, WAL trimming and 410 for old starts."""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import pytest
+import requests
+
+from neonsim.lsn import parse_lsn
+
+
+def _pageserver_available() -> bool:
+    try:
+        return hasattr(importlib.import_module("neonsim.pageserver"), "create_node")
+    except ImportError:
+        return False
+
+
+pytestmark = [
+    pytest.mark.neonsim,
+    pytest.mark.skipif(not _pageserver_available(), reason="neonsim.pageserver is not available yet"),
+]
+
+WORKLOAD = {"enabled": True, "write_rate": 20, "read_rate": 5, "keys": 50}
+
+
+def wait_for(predicate, timeout=60.0, what="condition", interval=0.1):
+    """Liveness wait (not a timing assertion): fails only if the state is never reached."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def report(sim, name="compute1") -> dict:
+    r = requests.get(sim.url(name) + "/sim/workload", headers=sim.headers("compute"), timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def workload(sim, action, name="compute1", **kw) -> dict:
+    r = requests.post(
+        sim.url(name) + "/sim/workload", json={"action": action, **kw}, headers=sim.headers("compute"), timeout=60
+    )
+    r.raise_for_status()
+    return r.json()
+
+
+def timeline_status(sim, sk: str) -> dict:
+    compute = sim.entry("compute1")
+    r = requests.get(
+        f"{sim.url(sk)}/v1/tenant/{compute['tenant_id']}/timeline/{compute['timeline_id']}",
+        headers=sim.headers("safekeeper"),
+        timeout=10,
+    )
+    r.raise_for_status()
+    return r.json()
+
+
+def test_quorum_commit_with_safekeepers_killed(neonsim_fleet):
+    sim = neonsim_fleet("small", computes=[{"name": "compute1", "tenant": "plain", "workload": WORKLOAD}])
+    wait_for(lambda: report(sim)["writes_acked"] >= 10, what="first acknowledged writes")
+
+    sim.kill("sk3")
+    acked = report(sim)["writes_acked"]
+    wait_for(lambda: report(sim)["writes_acked"] >= acked + 10, what="writes committing with one safekeeper down")
+
+    sim.kill("sk2")
+
+    def stalled():
+        wp = report(sim)["walproposer"]
+        sk1 = next(s for s in wp["safekeepers"] if s["connected"])
+        return parse_lsn(sk1["flush_lsn"]) > parse_lsn(wp["commit_lsn"]) and wp
+
+    wp = wait_for(stalled, what="WAL flushed on the single live safekeeper")
+    stalled_acked = report(sim)["writes_acked"]
+    flushed_then = max(parse_lsn(s["flush_lsn"]) for s in wp["safekeepers"] if s["flush_lsn"])
+    # More WAL reaches sk1 (the proposer keeps sending), yet nothing is acknowledged without a majority.
+    wait_for(
+        lambda: parse_lsn(timeline_status(sim, "sk1")["flush_lsn"]) > flushed_then,
+        what="sk1 receiving more WAL while stalled",
+    )
+    later = report(sim)
+    assert later["writes_acked"] == stalled_acked
+    assert later["writes_pending"] > 0
+    assert parse_lsn(timeline_status(sim, "sk1")["commit_lsn"]) <= parse_lsn(later["walproposer"]["commit_lsn"])
+
+    sim.start("sk2")
+    wait_for(lambda: report(sim)["writes_acked"] > stalled_acked + 5, what="writes committing again")
+
+    sim.start("sk3")
+    # the restarted safekeeper kept its WAL and catches up to the others
+    wait_for(
+        lambda: (
+            parse_lsn(timeline_status(sim, "sk3")["flush_lsn"]) >= parse_lsn(timeline_status(sim, "sk1")["commit_lsn"])
+        ),
+        what="sk3 catching up",
+    )
+    final = workload(sim, "verify")
+    assert final["lost_writes"] == 0, final["lost_write_samples"]
+    assert final["writes_acked"] > stalled_acked
+
+
+def test_wal_trimmed_below_remote_consistent_lsn_and_old_start_gets_410(neonsim_fleet):
+    sim = neonsim_fleet("small", computes=[{"name": "compute1", "tenant": "plain", "workload": WORKLOAD}])
+
+    def all_trimmed():
+        statuses = {sk: timeline_status(sim, sk) for sk in ("sk1", "sk2", "sk3")}
+        done = all(parse_lsn(s["local_start_lsn"]) > parse_lsn(s["timeline_start_lsn"]) for s in statuses.values())
+        return done and statuses
+
+    # Only the safekeeper the pageserver streams from hears its feedback; the others learn it from peers.
+    statuses = wait_for(all_trimmed, timeout=90, what="WAL trimmed on every safekeeper after the pageserver uploaded")
+    streaming = [sk for sk, st in statuses.items() if st["walsenders"]]
+    assert len(streaming) == 1
+    sender = statuses[streaming[0]]["walsenders"][0]["Interpreted"]
+    assert sender["feedback"]["Pageserver"]["shard_number"] == 0
+    for sk, st in statuses.items():
+        assert parse_lsn(st["local_start_lsn"]) <= parse_lsn(st["remote_consistent_lsn"]) <= parse_lsn(st["commit_lsn"])
+        assert len(st["peers"]) == 2, sk
+
+    compute = sim.entry("compute1")
+    for sk, st in statuses.items():
+        params = {
+            "tenant_id": compute["tenant_id"],
+            "timeline_id": compute["timeline_id"],
+            "start_lsn": st["timeline_start_lsn"],
+            "shard_count": "0",
+            "wait_ms": "0",
+        }
+        r = requests.get(sim.pg_url(sk) + "/sim/wal/stream", params=params, timeout=10)
+        assert r.status_code == 410, sk
+        assert "has already been removed" in r.json()["msg"]
+        # from the trimmed horizon on, streaming works
+        params["start_lsn"] = timeline_status(sim, sk)["local_start_lsn"]
+        assert requests.get(sim.pg_url(sk) + "/sim/wal/stream", params=params, timeout=10).status_code == 200
