@@ -72,11 +72,11 @@ def parse_tenant_id(text: str) -> str:
     return text.lower()
 
 
-def write_json_durably(path: Path, data) -> None:
+def write_text_durably(path: Path, text: str) -> None:
     """Write temp + fsync + rename + fsync(dir): a crash leaves either the old or the new file."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, sort_keys=True)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -114,6 +114,9 @@ class StorageController(Node):
         self.utilization: dict[int, dict] = {}
         self._heartbeat_task: asyncio.Task | None = None
         self._route_scopes: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._persist_lock = asyncio.Lock()
+        self._changes = 0  # mutations made in memory
+        self._persisted = 0  # mutations known to be on disk
 
         self.http = ctx.make_http_app(scope_rule=self._scope_rule, allow=STORCON_ALLOW)
         r = self._route
@@ -173,8 +176,22 @@ class StorageController(Node):
             return state
         return {"nodes": {}, "tenants": {}, "shards": {}}
 
-    def _persist(self) -> None:
-        write_json_durably(self.state_path, self.state)
+    async def _persist(self, changed: bool = True) -> None:
+        """Make the current in-memory state durable before answering (group commit).
+
+        Handlers mutate `self.state` synchronously, then await this. Callers that arrive while a write is in
+        flight share the next write, so N concurrent attach-hooks cost about two file writes, not N.
+        """
+        if changed:
+            self._changes += 1
+        wanted = self._changes
+        async with self._persist_lock:
+            if self._persisted >= wanted:
+                return
+            covered = self._changes
+            text = json.dumps(self.state, sort_keys=True)  # snapshot taken in the loop: consistent
+            await asyncio.to_thread(write_text_durably, self.state_path, text)
+            self._persisted = covered
 
     # --- lookups ---
 
@@ -229,10 +246,10 @@ class StorageController(Node):
         for node_id in node_ids:
             self._node(node_id)
         shard["intent_secondaries"] = sorted({int(n) for n in node_ids})
-        self._persist()
+        await self._persist()
         return json_response(None)
 
-    def _register(self, req: dict) -> None:
+    async def _register(self, req: dict) -> None:
         """Register or confirm a node; 409 if the id is known with a different address (digest §4.3)."""
         try:
             node_id = int(req["node_id"])
@@ -248,19 +265,20 @@ class StorageController(Node):
         if existing is not None:
             if any(existing.get(f) != record[f] for f in NODE_ADDRESS_FIELDS):
                 raise ApiError(409, f"Conflict: Node {node_id} is already registered with different address")
+            await self._persist(changed=False)  # an identical registration may still be in flight
             return
         self.state["nodes"][str(node_id)] = {"id": node_id, "scheduling": "Active", **record}
         # New nodes start Offline and become Active after a successful heartbeat.
         self.availability[node_id] = "Offline"
         self.last_seen[node_id] = time.monotonic()
-        self._persist()
+        await self._persist()
         log.info("registered node %s at %s:%s", node_id, record["listen_http_addr"], record["listen_http_port"])
 
     async def node_register(self, request: web.Request) -> web.Response:
         body = await read_json(request)
         if not isinstance(body, dict):
             raise ApiError(400, "Failed to parse json request: expected an object")
-        self._register(body)
+        await self._register(body)
         return json_response(None)
 
     async def node_list(self, request: web.Request) -> web.Response:
@@ -289,7 +307,7 @@ class StorageController(Node):
                 self.last_seen[node_id] = time.monotonic()
         if scheduling is not None and scheduling != node["scheduling"]:
             node["scheduling"] = scheduling
-            self._persist()
+            await self._persist()
         return json_response(None)
 
     async def node_shards(self, request: web.Request) -> web.Response:
@@ -311,7 +329,7 @@ class StorageController(Node):
         node_id = int(body["node_id"])
         register = body.get("register")
         if register:
-            self._register(_register_request_from_metadata(node_id, register))
+            await self._register(_register_request_from_metadata(node_id, register))
         node = self._node(node_id)
 
         tenants = []
@@ -333,7 +351,7 @@ class StorageController(Node):
             node["scheduling"] = "Active"
         elif node["scheduling"] == "Deleting":
             node["scheduling"] = "Pause"
-        self._persist()
+        await self._persist()
         self.availability[node_id] = "WarmingUp"
         self.last_seen[node_id] = time.monotonic()
         log.info("re-attach node %s: %d tenants", node_id, len(tenants))
@@ -401,15 +419,17 @@ class StorageController(Node):
             shard["generation_pageserver"] = None
             shard["intent_attached"] = None
             tenant["policy"] = "Detached"
-            self._persist()
+            await self._persist()
             return json_response({"gen": None})
-        shard["generation"] = int(shard["generation"] or 0) + 1
+        generation = int(shard["generation"] or 0) + 1
+        shard["generation"] = generation
         shard["generation_pageserver"] = int(node_id)
         shard["intent_attached"] = int(node_id)
         if not isinstance(tenant["policy"], dict):
             tenant["policy"] = {"Attached": 0}
-        self._persist()
-        return json_response({"gen": shard["generation"]})
+        await self._persist()
+        # `generation`, not shard["generation"]: other requests may have bumped it while we waited for the disk.
+        return json_response({"gen": generation})
 
     async def inspect(self, request: web.Request) -> web.Response:
         body = await read_json(request)
@@ -489,7 +509,7 @@ class StorageController(Node):
                     shard["intent_attached"] = None
         if scheduling is not None:
             tenant["scheduling"] = scheduling
-        self._persist()
+        await self._persist()
         return json_response(None)
 
     # --- heartbeats ---

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -245,11 +246,22 @@ def test_state_survives_storcon_restart(neonsim_fleet):
     api(sim, "POST", "/control/v1/node", register_body(51, port=80))
     gen = attach(sim, tsid, 51)
     api(sim, "PUT", "/control/v1/node/51/config", {"node_id": 51, "scheduling": "Pause"})
+    # concurrent attach-hooks share group commits but still get distinct, gap-free generations
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda _: attach(sim, tsid, 51), range(24)))
+    assert sorted(concurrent) == list(range(gen + 1, gen + 25))
+    others = [new_tenant() for _ in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda t: attach(sim, t, 51), others)) == [1] * 16
+    gen += 24
     old_pid = sim.kill("storcon")  # SIGKILL: only state.json survives
     assert sim.start("storcon") != old_pid
     assert api(sim, "POST", "/debug/v1/inspect", {"tenant_shard_id": tsid}) == {"attachment": [gen, 51]}
     node = api(sim, "GET", "/control/v1/node/51")
     assert node["scheduling"] == "Pause" and node["listen_http_port"] == 80
-    assert re_attach(sim, 51)[0]["gen"] == gen + 1
+    returned = {t["id"]: t["gen"] for t in re_attach(sim, 51)}
+    assert returned == {tsid: gen + 1, **{t: 2 for t in others}}
     assert attach(sim, tsid, 51) == gen + 2
-    assert json.loads((sim.dir / "storcon" / "state.json").read_text())["shards"][tsid]["generation"] == gen + 2
+    state = json.loads((sim.dir / "storcon" / "state.json").read_text())
+    assert state["shards"][tsid]["generation"] == gen + 2
+    assert all(state["shards"][t]["generation"] == 2 for t in others)
