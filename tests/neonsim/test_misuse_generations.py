@@ -3,6 +3,9 @@ the correct sequence (fresh generation, AttachedMulti until cutover) loses nothi
 
 from __future__ import annotations
 
+import time
+
+import boto3
 import pytest
 
 from neonsim.checker import run_check
@@ -102,3 +105,36 @@ def test_fresh_generation_and_multi_until_cutover_loses_nothing(neonsim_fleet):
     assert report["ok"], report
     assert report["keys_checked"] >= 20
     assert report["lost_layers_count"] == 0 and report["lost_keys_count"] == 0
+
+
+def test_checker_uses_compute_acknowledged_writes(neonsim_fleet):
+    """A healthy fleet with a running compute checks clean; deleting one referenced layer is reported."""
+    compute = {"name": "compute1", "tenant": "plain", "workload": {"enabled": True, "write_rate": 200, "keys": 50}}
+    sim = neonsim_fleet("small", computes=[compute])
+    h = Harness(sim)
+    tenant = sim.fleet["tenants"][0]["tenant_id"]
+    timeline = sim.fleet["tenants"][0]["timelines"][0]["timeline_id"]
+    workload_url = sim.url("compute1") + "/sim/workload"
+    deadline = time.monotonic() + 30
+    while h.http.get(workload_url, timeout=10).json()["writes_acked"] < 200:
+        assert time.monotonic() < deadline, "workload did not write"
+        time.sleep(0.2)
+    h.call("POST", workload_url, {"action": "stop"}, service="compute")
+    h.checkpoint("ps1", tenant, timeline)
+
+    report = run_check(sim.dir)
+    assert report["ok"], report
+    assert report["keys_checked"] >= 40 and report["acked_writes"] >= 200
+
+    s3conf = sim.fleet["s3"]
+    s3 = boto3.client("s3", endpoint_url=s3conf["moto_url"], region_name=s3conf["region"],
+                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    prefix = sim.fleet["pageservers"][0]["prefix_in_bucket"]
+    listing = s3.list_objects_v2(Bucket=s3conf["bucket"], Prefix=f"{prefix}tenants/{tenant}/timelines/{timeline}/")
+    layers = [o["Key"] for o in listing["Contents"] if "index_part" not in o["Key"]]
+    s3.delete_objects(Bucket=s3conf["bucket"], Delete={"Objects": [{"Key": k} for k in layers]})
+    report = run_check(sim.dir)
+    assert not report["ok"]
+    assert report["lost_layers_count"] == report["layers_checked"] > 0
+    assert {entry["key"] for entry in report["lost_layers"]} <= set(layers)
+    assert report["lost_keys_count"] == report["keys_checked"] >= 40
