@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -101,45 +100,32 @@ def test_round_trip():
         assert lsn_format(lsn_to_int(text)) == text
 
 
-def test_filters_work_inside_a_playbook_expression():
-    # Proves the plugin loads by its FQCN and that a bad value reaches the user with the filter name.
+PLAYBOOK = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.debug:
+        msg: "{{ ['0/9', '0/10'] | neonops.storage.lsn_max }} {{ '0/2000' | neonops.storage.lsn_diff('0/1000') }}"
+    - ansible.builtin.debug:
+        msg: "{{ 'zz' | neonops.storage.lsn_to_int }}"
+"""
+
+
+def test_filters_work_inside_a_playbook(tmp_path):
+    # Proves the plugins load by their FQCN and that a bad value reaches the user with the filter name.
     collections_root = Path(lsn_plugin.__file__).absolute().parents[5]
-    ansible = Path(sys.executable).parent / "ansible"
-    expression = "{{ ['0/9', '0/10'] | neonops.storage.lsn_max }} {{ '0/2000' | neonops.storage.lsn_diff('0/1000') }}"
+    playbook = tmp_path / "lsn.yml"
+    playbook.write_text(PLAYBOOK)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_root), ANSIBLE_NOCOLOR="1")
-    ok = subprocess.run(
-        [
-            str(ansible),
-            "localhost",
-            "-c",
-            "local",
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            json.dumps({"msg": expression}),
-        ],
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(playbook)],
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert '"msg": "0/10 4096"' in ok.stdout
-    bad = subprocess.run(
-        [
-            str(ansible),
-            "localhost",
-            "-c",
-            "local",
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            json.dumps({"msg": "{{ 'zz' | neonops.storage.lsn_to_int }}"}),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert bad.returncode != 0
-    assert "lsn_to_int: invalid LSN 'zz'" in bad.stdout + bad.stderr
+    output = done.stdout + done.stderr
+    assert '"msg": "0/10 4096"' in output
+    assert done.returncode != 0  # the second task fails...
+    assert "lsn_to_int: invalid LSN 'zz'" in output  # ...naming the filter and the value

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -131,15 +132,23 @@ def test_bad_input_fails_before_any_request(fake_api, run_module, overrides, exp
     assert fake_api.requests == []
 
 
-def rendered_doc(module_name: str) -> dict:
-    """The module's documentation as ``ansible-doc --json`` renders it (fragments merged)."""
+OWN_MODULES = ("compute_info", "compute_pageserver", "safekeeper_timeline_info", "tenant_generation")
+
+
+@functools.cache
+def rendered_docs() -> dict:
+    """These modules' documentation as ``ansible-doc --json`` renders it (fragments merged), in one run."""
     collections_root = Path(tenant_generation.__file__).absolute().parents[5]
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_root), ANSIBLE_NOCOLOR="1")
     ansible_doc = Path(sys.executable).parent / "ansible-doc"
-    fqcn = f"neonops.storage.{module_name}"
-    done = subprocess.run([str(ansible_doc), "--json", fqcn], env=env, capture_output=True, text=True, check=False)
+    names = [f"neonops.storage.{name}" for name in OWN_MODULES]
+    done = subprocess.run([str(ansible_doc), "--json", *names], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)[fqcn]
+    return json.loads(done.stdout)
+
+
+def rendered_doc(module_name: str) -> dict:
+    return rendered_docs()[f"neonops.storage.{module_name}"]
 
 
 def assert_doc_matches_argspec(module) -> dict:
