@@ -185,3 +185,43 @@ SAFEKEEPER_COMPUTE_EXCEPTIONS = [
     )
     for prop in ("tenant", "timeline", "last_active", "error")
 ]
+
+# --- safekeeper / compute_ctl (neonsim part 3; appended, owned by the safekeeper/compute engineer) ---
+
+SAFEKEEPER_COMPUTE_EXCEPTIONS += [
+    (
+        SAFEKEEPER_SPEC,
+        "TimelineStatus",
+        None,
+        None,
+        "digest §2.2: TimelineStatus also carries mconf, pg_info, peers, walsenders (externally tagged, feedback "
+        '{"Pageserver": {...}}) and walreceivers; extra fields, so the spec schema accepts them unpatched',
+    ),
+    (
+        COMPUTE_SPEC,
+        "ComputeSchema",
+        None,
+        None,
+        "digest §3.3: the /configure body also needs compute_ctl_config ({jwks, tls}); serde rejects a request "
+        "without it with 400 (request side only, not validated here)",
+    ),
+]
+
+SAFEKEEPER_COMPUTE_RESPONSE_EXCEPTIONS = [
+    (
+        SAFEKEEPER_SPEC,
+        "POST",
+        "/v1/tenant/timeline",
+        200,
+        {"type": "null"},
+        "digest §2.1: timeline creation is POST /v1/tenant/timeline with tenant_id, timeline_id, mconf, "
+        "pg_version, start_lsn in the body and answers 200 null (idempotent); the spec's "
+        "POST /v1/tenant/{tenant_id}/timeline with 201 and peer_ids is stale",
+    ),
+]
+
+SAFEKEEPER_COMPUTE_UNDOCUMENTED_ROUTES = [
+    ("POST", "/v1/tenant/timeline", "digest §2.1: the create route of current code; not in the spec"),
+    ("GET", "/v1/tenant/timeline", "digest §2.1: lists {tenant_id, timeline_id} pairs; not in the spec"),
+    ("GET", "/v1/utilization", "digest §2.1: {timeline_count}; not in the spec"),
+]
