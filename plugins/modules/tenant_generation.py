@@ -23,6 +23,9 @@ description:
     (it reports the generation without changing it) and decide in the playbook. The storage controller has
     no compare-and-set for this call, so the module does not offer such a guard itself, as it could not make it
     race-free.
+  - The module first checks that O(node_id) is registered with the storage controller
+    (C(GET /control/v1/node/{node_id})), since a generation issued for a mistyped node would still fence
+    out the real holder.
   - The previous generation is read with C(POST /debug/v1/inspect), a read-only call, before the new one is
     issued. The module fails if the new generation is not higher than the previous one.
   - C(attach-hook) needs a token with the C(admin) scope when the storage controller checks tokens.
@@ -51,7 +54,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Check mode only reads the current generation (C(POST /debug/v1/inspect)) and reports it as
+      - Check mode only reads (the node, and the current generation with C(POST /debug/v1/inspect)) and reports it as
         RV(generation); nothing is incremented. It always reports C(changed), since a real run would issue one.
   diff_mode:
     support: full
@@ -154,6 +157,19 @@ def main():
     tsid = str(validate_or_fail(module, validate_tenant_shard_id, module.params["tenant_shard_id"], "tenant_shard_id"))
     node_id = validate_or_fail(module, validate_node_id, module.params["node_id"], "node_id")
     client = client_from_module(module)
+
+    # A mistyped node id would still get a generation, and fence out the real holder: refuse unknown nodes.
+    try:
+        _storcon.node_describe(client, node_id)
+    except NeonAPIError as exc:
+        if exc.status == 404:
+            module.fail_json(
+                msg=f"node_id: node {node_id} is not registered with the storage controller at {client.base_url}; "
+                "no generation issued",
+                status=exc.status,
+                error=exc.message,
+            )
+        fail_api(module, exc, f"Checking that node {node_id} is registered with the storage controller")
 
     try:
         current = _storcon.inspect(client, tsid)

@@ -15,9 +15,15 @@ TSID = f"{TENANT_ID}-0104"
 
 
 @pytest.fixture
-def storcon(fake_api):
-    fake_api.add("POST", "/debug/v1/inspect", {"attachment": [4, 1]})
+def registered(fake_api):
+    fake_api.add("GET", "/control/v1/node/2", {"id": 2, "availability": "Active", "scheduling": "Active"})
     return fake_api
+
+
+@pytest.fixture
+def storcon(registered):
+    registered.add("POST", "/debug/v1/inspect", {"attachment": [4, 1]})
+    return registered
 
 
 def args(api, **extra):
@@ -37,7 +43,8 @@ def test_issues_next_generation_and_reports_previous(storcon, run_module):
     assert SECRET_TOKEN not in run.raw
 
 
-def test_every_run_issues_a_new_generation(fake_api, run_module):
+def test_every_run_issues_a_new_generation(registered, run_module):
+    fake_api = registered
     # Not idempotent by design: the second run must ask again, not report "unchanged".
     authority = {"generation": 4, "node_id": 1}
 
@@ -63,11 +70,12 @@ def test_check_mode_reports_current_generation_without_incrementing(storcon, run
     assert run["generation"] == 4
     assert run["previous_generation"] == 4
     assert storcon.mutating_requests == []
-    assert [c.path for c in storcon.requests] == ["/debug/v1/inspect"]
+    assert [c.path for c in storcon.requests] == ["/control/v1/node/2", "/debug/v1/inspect"]
     assert run["diff"]["after"] == {"generation": "above 4", "node_id": 2}
 
 
-def test_unknown_shard_has_no_previous_generation(fake_api, run_module):
+def test_unknown_shard_has_no_previous_generation(registered, run_module):
+    fake_api = registered
     fake_api.add("POST", "/debug/v1/inspect", {"attachment": None})
     fake_api.add("POST", "/debug/v1/attach-hook", {"gen": 1})
     run = run_module(tenant_generation, args(fake_api))
@@ -94,12 +102,31 @@ def test_attach_hook_error_names_what_was_attempted(storcon, run_module, status)
     assert len(storcon.calls("POST", "/debug/v1/attach-hook")) == 1
 
 
-def test_inspect_error_fails_before_anything_is_issued(fake_api, run_module):
+def test_inspect_error_fails_before_anything_is_issued(registered, run_module):
+    fake_api = registered
     fake_api.add("POST", "/debug/v1/inspect", {"msg": "Unauthorized: missing authorization header"}, 401)
     run = run_module(tenant_generation, args(fake_api))
     assert run.failed
     assert f"Reading the current generation of tenant shard {TSID} failed" in run["msg"]
     assert fake_api.calls("POST", "/debug/v1/attach-hook") == []
+
+
+def test_unregistered_node_gets_no_generation(fake_api, run_module):
+    fake_api.add("GET", "/control/v1/node/2", {"msg": "NotFound: Node 2 not found"}, 404)
+    run = run_module(tenant_generation, args(fake_api))
+    assert run.failed
+    assert run["msg"].startswith("node_id: node 2 is not registered with the storage controller")
+    assert fake_api.mutating_requests == []
+
+
+def test_node_check_error_names_what_was_attempted(fake_api, run_module):
+    fake_api.add("GET", "/control/v1/node/2", {"msg": "Forbidden: JWT authentication error"}, 403)
+    run = run_module(tenant_generation, args(fake_api))
+    assert run.failed
+    assert run["msg"].startswith("Checking that node 2 is registered with the storage controller failed")
+    assert "HTTP 403" in run["msg"]
+    assert SECRET_TOKEN not in run.raw
+    assert fake_api.mutating_requests == []
 
 
 def test_generation_that_does_not_grow_is_refused(storcon, run_module):
