@@ -39,7 +39,7 @@ def utilization(client) -> dict:
 def location_configs(client) -> dict:
     """``GET /v1/location_config`` → ``{tsid: LocationConfig | None}`` (None = slot in progress)."""
     data = client.get("/v1/location_config").data or {}
-    return {tsid: config for tsid, config in data.get("tenant_shards") or []}
+    return dict(data.get("tenant_shards") or [])
 
 
 def location_config(client, tenant_shard_id):

@@ -36,7 +36,7 @@ options:
 seealso:
   - module: neonops.storage.secondary_download
 author:
-  - neonops.storage maintainers
+  - neonops.storage maintainers (@neonops)
 """
 
 EXAMPLES = r"""

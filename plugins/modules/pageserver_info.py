@@ -20,7 +20,7 @@ extends_documentation_fragment:
 seealso:
   - module: neonops.storage.tenant_info
 author:
-  - neonops.storage maintainers
+  - neonops.storage maintainers (@neonops)
 """
 
 EXAMPLES = r"""
@@ -48,7 +48,7 @@ status:
   sample: {"id": 1}
 utilization:
   description:
-    - The C(GET /v1/utilization) body (PageserverUtilization). A RV(utilization.utilization_score) of
+    - The C(GET /v1/utilization) body (PageserverUtilization). A C(utilization_score) of
       2000000 or more means overloaded.
   returned: success
   type: dict

@@ -56,7 +56,7 @@ seealso:
   - module: neonops.storage.heatmap_upload
   - module: neonops.storage.tenant_location
 author:
-  - neonops.storage maintainers
+  - neonops.storage maintainers (@neonops)
 """
 
 EXAMPLES = r"""

@@ -73,7 +73,7 @@ seealso:
   - module: neonops.storage.tenant_location
   - module: neonops.storage.tenant_info
 author:
-  - neonops.storage maintainers
+  - neonops.storage maintainers (@neonops)
 """
 
 EXAMPLES = r"""

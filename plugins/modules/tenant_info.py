@@ -31,7 +31,7 @@ seealso:
   - module: neonops.storage.pageserver_info
   - module: neonops.storage.tenant_location
 author:
-  - neonops.storage maintainers
+  - neonops.storage maintainers (@neonops)
 """
 
 EXAMPLES = r"""

@@ -120,7 +120,7 @@ seealso:
   - module: neonops.storage.tenant_config
   - module: neonops.storage.tenant_generation
 author:
-  - neonops.storage maintainers
+  - neonops.storage maintainers (@neonops)
 """
 
 EXAMPLES = r"""

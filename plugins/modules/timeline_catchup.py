@@ -71,7 +71,7 @@ seealso:
   - module: neonops.storage.tenant_info
   - module: neonops.storage.safekeeper_timeline_info
 author:
-  - neonops.storage maintainers
+  - neonops.storage maintainers (@neonops)
 """
 
 EXAMPLES = r"""

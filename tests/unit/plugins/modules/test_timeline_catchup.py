@@ -58,7 +58,7 @@ def test_source_pageserver_last_record_lsn_is_the_target(fake_api_factory, run_m
 
 
 def test_safekeeper_commit_lsn_max_is_the_target(fake_api_factory, run_module):
-    dest, sk1, sk2, sk3 = (fake_api_factory() for _ in range(4))
+    dest, sk1, sk2, sk3 = (fake_api_factory() for _server in range(4))
     sk_path = f"/v1/tenant/{TENANT_ID}/timeline/{TIMELINE_ID}"
     sk1.add("GET", sk_path, {"commit_lsn": "0/300", "flush_lsn": "0/300"})
     sk2.add("GET", sk_path, {"commit_lsn": "0/2F0", "flush_lsn": "0/300"})
