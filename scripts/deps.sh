@@ -6,6 +6,11 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
+# Several make runs may share one work tree; only one of them installs at a time.
+lock_file="${TMPDIR:-/tmp}/neonops-deps-$(printf '%s' "$repo_root" | sha256sum | cut -c1-16).lock"
+exec 9>"$lock_file"
+flock 9
+
 venv=".venv"
 requirements_stamp="$venv/.neonops-requirements.sha256"
 

@@ -2,7 +2,7 @@
 # Run `ansible-test sanity` offline, without Docker, on a copy of the collection content.
 #
 # ansible-test only checks files git tracks and needs the collection at .../ansible_collections/neonops/storage,
-# so the content (git ls-files, tracked plus untracked-but-not-ignored) is copied to build/sanity/ and a
+# so the content (git ls-files, tracked plus untracked-but-not-ignored) is copied to build/sanity.XXXXXX/ and a
 # throwaway git repository is made there. Paths that are not collection content are left out:
 #   neonsim/, tests/neonsim/  - the simulator is a separate Python package, not collection code
 #   tests/integration/        - a pytest harness, not ansible-test integration targets (no targets/ layout)
@@ -14,7 +14,12 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
 excluded='^(neonsim|tests/neonsim|tests/integration|benchmarks|scripts|\.ci)/'
-sanity_root="$repo_root/build/sanity/ansible_collections"
+# A fresh tree per run: several engineers may run sanity in one work tree at once. ansible-test's warm state
+# (its per-test venvs) lives under ~/.ansible/test, so a new tree costs nothing.
+mkdir -p "$repo_root/build"
+run_dir="$(mktemp -d "$repo_root/build/sanity.XXXXXX")"
+trap 'rm -rf "$run_dir"' EXIT
+sanity_root="$run_dir/ansible_collections"
 tree="$sanity_root/neonops/storage"
 
 python="$repo_root/.venv/bin/python"
@@ -30,7 +35,6 @@ for pip_version in 25_2 24_2; do
     fi
 done
 
-rm -rf "$tree"
 mkdir -p "$tree"
 git ls-files -z --cached --others --exclude-standard | grep -zvE "$excluded" |
     while IFS= read -r -d '' path; do
@@ -66,4 +70,4 @@ git init -q .
 git add -A .
 
 echo "== ansible-test sanity --python $python_version (in $tree)"
-exec "$repo_root/.venv/bin/ansible-test" sanity --python "$python_version" --color no "$@"
+"$repo_root/.venv/bin/ansible-test" sanity --python "$python_version" --color no "$@"
