@@ -433,7 +433,7 @@ class Safekeeper:
         self.timelines: dict[tuple[str, str], Timeline] = {}
         # key_to_shard(key, shard_count, stripe_size); injected so unit tests need no sharding module.
         self._shard_of = shard_of
-        self._trim_task: asyncio.Task | None = None
+        self.stopping = False
 
     @property
     def timelines_dir(self) -> Path:
@@ -618,7 +618,8 @@ class Safekeeper:
                 while True:
                     records, end_lsn = tl.committed_records(start_lsn, in_shard)
                     remaining = deadline - time.monotonic()
-                    if end_lsn > start_lsn or remaining <= 0 or self.timelines.get((tenant_id, timeline_id)) is not tl:
+                    gone = self.stopping or self.timelines.get((tenant_id, timeline_id)) is not tl
+                    if end_lsn > start_lsn or remaining <= 0 or gone:
                         break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(tl.changed.wait(), remaining)
@@ -728,6 +729,11 @@ class SafekeeperNode(Node):
                             tl.changed.notify_all()
 
     async def stop(self) -> None:
+        # Answer pending long-polls now so the HTTP server can drain quickly.
+        self.sk.stopping = True
+        for tl in self.sk.timelines.values():
+            async with tl.changed:
+                tl.changed.notify_all()
         for task in (self._background, self._gossip):
             if task is not None:
                 task.cancel()

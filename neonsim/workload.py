@@ -517,9 +517,16 @@ class Workload:
             await asyncio.wait(set(self._inflight_reads), timeout=drain_timeout)
 
     async def close(self) -> None:
-        await self.stop(drain_timeout=1.0)
-        for task in list(self._inflight_writes) + list(self._inflight_reads):
+        """Shutdown: nothing is drained (like a compute being stopped, unacknowledged writes are just lost)."""
+        self.running = False
+        self.writing = False
+        pending = [*self._tasks, *self._inflight_writes, *self._inflight_reads]
+        for task in pending:
             task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
         if self.walproposer is not None:
             await self.walproposer.stop()
             self.walproposer = None
