@@ -32,6 +32,7 @@ from neonsim._server import ApiError, Node, NodeContext, json_response, read_jso
 log = logging.getLogger("neonsim.storcon")
 
 DEFAULT_STRIPE_SIZE = 2048
+STATE_SECTIONS = ("nodes", "tenants", "shards")
 AVAILABILITIES = ("Active", "WarmingUp", "Offline")
 NODE_SCHEDULING = ("Active", "Filling", "Pause", "PauseForRestart", "Draining", "Deleting")
 SHARD_SCHEDULING = ("Active", "Essential", "Pause", "Stop")
@@ -117,6 +118,7 @@ class StorageController(Node):
         self._persist_lock = asyncio.Lock()
         self._changes = 0  # mutations made in memory
         self._persisted = 0  # mutations known to be on disk
+        self._cache_all_texts()
 
         self.http = ctx.make_http_app(scope_rule=self._scope_rule, allow=STORCON_ALLOW)
         r = self._route
@@ -176,22 +178,43 @@ class StorageController(Node):
             return state
         return {"nodes": {}, "tenants": {}, "shards": {}}
 
-    async def _persist(self, changed: bool = True) -> None:
-        """Make the current in-memory state durable before answering (group commit).
+    async def _persist(self, *dirty: tuple[str, str]) -> None:
+        """Make the in-memory state durable before answering; `dirty` names the changed records.
 
-        Handlers mutate `self.state` synchronously, then await this. Callers that arrive while a write is in
-        flight share the next write, so N concurrent attach-hooks cost about two file writes, not N.
+        Handlers mutate `self.state` synchronously, then await this with ("shards", tsid), ("tenants", id) or
+        ("nodes", id) for every record they touched (none: just wait until earlier changes are on disk).
+        Each record's JSON text is cached, so a write re-serialises only what changed (thousands of shards
+        stay cheap), and callers that arrive while a write is in flight share the next one (group commit).
         """
-        if changed:
+        for section, key in dirty:
+            value = self.state[section].get(key)
+            if value is None:
+                self._texts[section].pop(key, None)
+            else:
+                self._texts[section][key] = json.dumps(value, sort_keys=True)
+        if dirty:
             self._changes += 1
         wanted = self._changes
         async with self._persist_lock:
             if self._persisted >= wanted:
                 return
             covered = self._changes
-            text = json.dumps(self.state, sort_keys=True)  # snapshot taken in the loop: consistent
+            text = self._state_text()  # assembled in the loop: a consistent snapshot
             await asyncio.to_thread(write_text_durably, self.state_path, text)
             self._persisted = covered
+
+    def _state_text(self) -> str:
+        sections = []
+        for section in STATE_SECTIONS:
+            records = ", ".join(f"{json.dumps(key)}: {text}" for key, text in self._texts[section].items())
+            sections.append(f"{json.dumps(section)}: {{{records}}}")
+        return "{" + ", ".join(sections) + "}"
+
+    def _cache_all_texts(self) -> None:
+        self._texts = {
+            section: {key: json.dumps(value, sort_keys=True) for key, value in self.state[section].items()}
+            for section in STATE_SECTIONS
+        }
 
     # --- lookups ---
 
@@ -246,7 +269,7 @@ class StorageController(Node):
         for node_id in node_ids:
             self._node(node_id)
         shard["intent_secondaries"] = sorted({int(n) for n in node_ids})
-        await self._persist()
+        await self._persist(("shards", _shard_key(shard)))
         return json_response(None)
 
     async def _register(self, req: dict) -> None:
@@ -265,13 +288,13 @@ class StorageController(Node):
         if existing is not None:
             if any(existing.get(f) != record[f] for f in NODE_ADDRESS_FIELDS):
                 raise ApiError(409, f"Conflict: Node {node_id} is already registered with different address")
-            await self._persist(changed=False)  # an identical registration may still be in flight
+            await self._persist()  # an identical registration may still be in flight
             return
         self.state["nodes"][str(node_id)] = {"id": node_id, "scheduling": "Active", **record}
         # New nodes start Offline and become Active after a successful heartbeat.
         self.availability[node_id] = "Offline"
         self.last_seen[node_id] = time.monotonic()
-        await self._persist()
+        await self._persist(("nodes", str(node_id)))
         log.info("registered node %s at %s:%s", node_id, record["listen_http_addr"], record["listen_http_port"])
 
     async def node_register(self, request: web.Request) -> web.Response:
@@ -307,7 +330,7 @@ class StorageController(Node):
                 self.last_seen[node_id] = time.monotonic()
         if scheduling is not None and scheduling != node["scheduling"]:
             node["scheduling"] = scheduling
-            await self._persist()
+            await self._persist(("nodes", str(node_id)))
         return json_response(None)
 
     async def node_shards(self, request: web.Request) -> web.Response:
@@ -333,9 +356,11 @@ class StorageController(Node):
         node = self._node(node_id)
 
         tenants = []
+        dirty = [("nodes", str(node_id))]
         for tsid, shard in sorted(self.state["shards"].items()):
             if shard["generation_pageserver"] == node_id:
                 shard["generation"] = int(shard["generation"] or 0) + 1
+                dirty.append(("shards", tsid))
                 tenants.append(
                     {
                         "id": tsid,
@@ -351,7 +376,7 @@ class StorageController(Node):
             node["scheduling"] = "Active"
         elif node["scheduling"] == "Deleting":
             node["scheduling"] = "Pause"
-        await self._persist()
+        await self._persist(*dirty)
         self.availability[node_id] = "WarmingUp"
         self.last_seen[node_id] = time.monotonic()
         log.info("re-attach node %s: %d tenants", node_id, len(tenants))
@@ -419,7 +444,7 @@ class StorageController(Node):
             shard["generation_pageserver"] = None
             shard["intent_attached"] = None
             tenant["policy"] = "Detached"
-            await self._persist()
+            await self._persist(("shards", _shard_key(shard)), ("tenants", shard["tenant_id"]))
             return json_response({"gen": None})
         generation = int(shard["generation"] or 0) + 1
         shard["generation"] = generation
@@ -427,7 +452,7 @@ class StorageController(Node):
         shard["intent_attached"] = int(node_id)
         if not isinstance(tenant["policy"], dict):
             tenant["policy"] = {"Attached": 0}
-        await self._persist()
+        await self._persist(("shards", _shard_key(shard)), ("tenants", shard["tenant_id"]))
         # `generation`, not shard["generation"]: other requests may have bumped it while we waited for the disk.
         return json_response({"gen": generation})
 
@@ -509,7 +534,7 @@ class StorageController(Node):
                     shard["intent_attached"] = None
         if scheduling is not None:
             tenant["scheduling"] = scheduling
-        await self._persist()
+        await self._persist(("tenants", tenant_id), *(("shards", tsid) for tsid, _ in shards))
         return json_response(None)
 
     # --- heartbeats ---
@@ -549,6 +574,10 @@ class StorageController(Node):
             if self.availability.get(node_id) != "Offline":
                 log.warning("node %s is Offline (no heartbeat for %.0fs)", node_id, now - self.last_seen[node_id])
             self.availability[node_id] = "Offline"
+
+
+def _shard_key(shard: dict) -> str:
+    return format_tenant_shard_id(shard["tenant_id"], shard["shard_number"], shard["shard_count"])
 
 
 def _register_request_from_metadata(node_id: int, meta: dict) -> dict:

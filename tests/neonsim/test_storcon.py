@@ -254,13 +254,28 @@ def test_state_survives_storcon_restart(neonsim_fleet):
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(lambda t: attach(sim, t, 51), others)) == [1] * 16
     gen += 24
+    # one of every other kind of mutation, so the durable state is compared record by record below
+    detached, sharded = new_tenant(), new_tenant()
+    attach(sim, detached, 51)
+    attach(sim, detached, None)
+    attach(sim, f"{sharded}-0002", 51)
+    attach(sim, f"{sharded}-0102", 51)
+    api(sim, "POST", "/control/v1/node", register_body(52, port=90))
+    api(sim, "PUT", f"/control/v1/tenant/{sharded}/policy", {"placement": {"Attached": 1}, "scheduling": "Pause"})
+    api(sim, "PUT", f"/sim/shard/{sharded}-0102/secondaries", {"node_ids": [52]})
+    re_attach(sim, 52)
+    before = api(sim, "GET", "/sim/state")
     old_pid = sim.kill("storcon")  # SIGKILL: only state.json survives
     assert sim.start("storcon") != old_pid
+    after = api(sim, "GET", "/sim/state")
+    assert {k: after[k] for k in ("nodes", "tenants", "shards")} == {
+        k: before[k] for k in ("nodes", "tenants", "shards")
+    }
     assert api(sim, "POST", "/debug/v1/inspect", {"tenant_shard_id": tsid}) == {"attachment": [gen, 51]}
     node = api(sim, "GET", "/control/v1/node/51")
     assert node["scheduling"] == "Pause" and node["listen_http_port"] == 80
     returned = {t["id"]: t["gen"] for t in re_attach(sim, 51)}
-    assert returned == {tsid: gen + 1, **{t: 2 for t in others}}
+    assert returned == {tsid: gen + 1, f"{sharded}-0002": 2, f"{sharded}-0102": 2, **{t: 2 for t in others}}
     assert attach(sim, tsid, 51) == gen + 2
     state = json.loads((sim.dir / "storcon" / "state.json").read_text())
     assert state["shards"][tsid]["generation"] == gen + 2
