@@ -28,6 +28,7 @@ log = logging.getLogger("neonsim.pageserver")
 
 ACTIVE_TENANT_TIMEOUT_S = 5.0
 TICK_INTERVAL_S = 0.2
+USAGE_SCAN_INTERVAL_S = 1.0
 WARMUP_CONCURRENCY = 4
 MAX_SHARD_COUNT = 2500
 CONFIG_FILE = "config-v1.json"
@@ -152,6 +153,7 @@ class PageserverCore(Node):
         self._apply_re_attach(local, response)
         self.tenants_ready = True
         self.spawn(self._ticker(), "ticker")
+        self.spawn(self._usage_loop(), "disk usage")
         self.spawn(self.deletion_queue.run(), "deletion queue")
 
     async def _re_attach(self, empty_local_disk: bool) -> dict:
@@ -242,6 +244,15 @@ class PageserverCore(Node):
 
     def health(self) -> dict:
         return {"tenants": len(self.slots)}
+
+    async def _usage_loop(self) -> None:
+        """Re-measure the local files every second; the incremental counter is only a between-scans estimate."""
+        while True:
+            await asyncio.sleep(USAGE_SCAN_INTERVAL_S)
+            try:
+                self.local_bytes = await asyncio.to_thread(self._scan_local_bytes)
+            except OSError as exc:
+                log.warning("disk usage scan failed: %s", exc)
 
     async def _ticker(self) -> None:
         while True:

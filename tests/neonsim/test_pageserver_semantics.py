@@ -46,7 +46,7 @@ def flushed_history(h, ps, tenant, timeline, rounds, tag):
 def wait_until(predicate, timeout=20.0):
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not reached"
+        assert time.monotonic() < deadline, f"condition not reached: {predicate.__name__}"
         time.sleep(0.1)
     return value
 
