@@ -159,3 +159,26 @@ def test_restarted_compute_resumes_applied_spec(tmp_path):
     assert again.status == "running"
     assert again.conn.urls == ("http://127.0.0.1:64000",)
     assert not ComputeCtl("compute-2", tmp_path / "other").resume()
+
+
+def test_reads_see_old_or_new_pageserver_during_reconfigure_never_none(tmp_path):
+    ctl = ComputeCtl("compute-1", tmp_path, pending_delay_s=0.01, apply_delay_s=0.01)
+    run(ctl.configure(request()))
+    old = ctl.conn
+    new_url = "postgres://no_user@127.0.0.1:65000"
+    moved = spec()
+    moved["pageserver_connection_info"]["shards"]["0000"]["pageservers"][0]["libpq_url"] = new_url
+
+    async def scenario():
+        seen = []
+        task = asyncio.ensure_future(ctl.configure(request(moved)))
+        while not task.done():
+            seen.append((ctl.status, ctl.conn))
+            await asyncio.sleep(0.001)
+        await task
+        return seen
+
+    seen = run(scenario())
+    assert all(conn in (old, ctl.conn) and conn is not None for _, conn in seen)
+    assert {status for status, _ in seen} >= {"configuration_pending", "configuration"}
+    assert ctl.conn.urls == ("http://127.0.0.1:65000",)

@@ -217,3 +217,21 @@ def test_peer_reports_let_a_safekeeper_without_walsenders_trim(tmp_path):
     assert tl.local_start_lsn == parse_lsn(recs[4]["lsn"])
     (peer,) = tl.status(101)["peers"]
     assert (peer["sk_id"], peer["commit_lsn"], peer["pg_connstr"]) == (102, recs[-1]["end_lsn"], "127.0.0.1:2")
+
+
+def test_walsender_expires_after_last_poll(tmp_path):
+    sk = make_sk(tmp_path)
+    create(sk)
+    stream(sk, START, node_id="3")
+    tl = sk.get(TENANT, TIMELINE)
+    (sender,) = tl.walsenders.values()
+    tl.expire_walsenders(now=sender.last_seen + 1)
+    assert len(tl.walsenders) == 1
+    # a walsender in the middle of a long-poll never expires
+    sender.active_polls = 1
+    tl.expire_walsenders(now=sender.last_seen + 3600)
+    assert len(tl.walsenders) == 1
+    sender.active_polls = 0
+    tl.expire_walsenders(now=sender.last_seen + 3600)
+    assert tl.walsenders == {}
+    assert tl.status(101)["walsenders"] == []
