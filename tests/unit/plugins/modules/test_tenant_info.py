@@ -81,3 +81,14 @@ def test_bad_tenant_shard_id_fails_before_any_request(fake_api, run_module, bad)
     assert run.failed
     assert run["msg"].startswith("tenant_shard_id:") and repr(bad) in run["msg"]
     assert fake_api.requests == []
+
+
+def test_check_mode_reads_the_same(fake_api, run_module):
+    fake_api.add("GET", f"/v1/location_config/{TENANT_ID}", location())
+    fake_api.add("GET", f"/v1/tenant/{TENANT_ID}", tenant_details())
+    fake_api.add("GET", f"/v1/tenant/{TENANT_ID}/timeline", [timeline_info()])
+    fake_api.add("GET", f"/v1/tenant/{TENANT_ID}/config", tenant_config())
+    run = run_module(tenant_info, args(fake_api), check_mode=True)
+    assert run["attached"] and not run.changed
+    assert run["timelines"][0]["timeline_id"] == TIMELINE_ID
+    assert fake_api.mutating_requests == []
