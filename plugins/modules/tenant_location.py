@@ -80,7 +80,8 @@ options:
   shard_stripe_size:
     description:
       - Stripe size in 8 KiB pages.
-      - When omitted, the slot's current value is kept; a new slot gets V(0) for an unsharded tenant.
+      - When omitted, the slot's current value is kept; a new slot gets V(0) for an unsharded tenant (the
+        pageserver persists it and a later shard split uses it, so prefer passing the value the origin reports).
         A new slot of a sharded tenant requires it, because a wrong stripe size breaks key placement.
       - A value different from an existing slot's is refused (the pageserver would only log it).
     type: int
