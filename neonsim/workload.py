@@ -570,9 +570,20 @@ class Workload:
                 # Like a backend blocked on commit: no new work until something finishes.
                 await asyncio.wait(set(inflight), return_when=asyncio.FIRST_COMPLETED)
                 continue
-            task = asyncio.ensure_future(make_one())
+            task = asyncio.ensure_future(self._guarded(rate_key, make_one))
             inflight.add(task)
             task.add_done_callback(inflight.discard)
+
+    async def _guarded(self, rate_key: str, make_one) -> None:
+        # One failed operation (e.g. the walproposer lost its quorum at start) is counted, never left unretrieved.
+        try:
+            await make_one()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            kind = "write" if rate_key == "write_rate" else "read"
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._fail(kind, f"{kind}_error:{type(exc).__name__}")
 
     async def _writer(self) -> None:
         while self.walproposer is None:
