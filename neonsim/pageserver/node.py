@@ -295,7 +295,7 @@ class PageserverCore(Node):
                 old_mode = slot.mode
                 slot.set_location(conf)
                 self.persist_location(tsid, conf)
-                if mode == "AttachedStale" and old_mode != "AttachedStale" and flush_ms is not None:
+                if mode == "AttachedStale" and old_mode in ATTACHED_MODES and flush_ms is not None:
                     await self._flush_with_limit(slot, flush_ms)
                 await self._maybe_heatmap(slot, flush_ms)
                 return self._location_response(shard_id, conf)

@@ -3,6 +3,9 @@ the correct sequence (fresh generation, AttachedMulti until cutover) loses nothi
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import boto3
@@ -125,6 +128,11 @@ def test_checker_uses_compute_acknowledged_writes(neonsim_fleet):
     report = run_check(sim.dir)
     assert report["ok"], report
     assert report["keys_checked"] >= 40 and report["acked_writes"] >= 200
+    cli = subprocess.run(
+        [sys.executable, "-m", "neonsim", "check", "--dir", str(sim.dir)], capture_output=True, text=True, timeout=120
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["keys_checked"] == report["keys_checked"]
 
     s3conf = sim.fleet["s3"]
     s3 = boto3.client("s3", endpoint_url=s3conf["moto_url"], region_name=s3conf["region"],
