@@ -172,3 +172,9 @@ def test_small_fleet_bootstrap_and_pageserver_crash_restart(neonsim_fleet):
     assert deadline_info["generation"] == gen + 1 and deadline_info["state"]["slug"] == "Active"
     rows = {r["name"]: r for r in sim.status()}
     assert all(r["alive"] and r["health"] == "200" for r in rows.values())
+
+    # `check` runs neonsim.checker; its verdict is the checker's business, the wiring is ours
+    checked = cli("check", "--dir", str(sim.dir), check=False)
+    report = json.loads(checked.stdout)
+    assert report["timelines_checked"] >= 1
+    assert checked.returncode == (0 if report["ok"] else 1)
