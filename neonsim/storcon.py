@@ -284,7 +284,14 @@ class StorageController(Node):
                 record[field] = int(record[field])
         except (KeyError, TypeError, ValueError) as exc:
             raise ApiError(400, f"Failed to parse json request: missing or invalid field {exc}") from exc
-        existing = self.state["nodes"].get(str(node_id))
+        if str(node_id) not in self.state["nodes"]:
+            try:
+                await asyncio.get_running_loop().getaddrinfo(record["listen_http_addr"], record["listen_http_port"])
+            except OSError as exc:
+                raise ApiError(
+                    503, f"Node {node_id} listen_http_addr {record['listen_http_addr']} does not resolve: {exc}"
+                ) from exc
+        existing = self.state["nodes"].get(str(node_id))  # re-read: the lookup above yielded to other requests
         if existing is not None:
             if any(existing.get(f) != record[f] for f in NODE_ADDRESS_FIELDS):
                 raise ApiError(409, f"Conflict: Node {node_id} is already registered with different address")

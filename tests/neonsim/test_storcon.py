@@ -169,6 +169,9 @@ def test_node_register_list_describe_config(sim):
     api(sim, "PUT", "/control/v1/node/21/config", {"node_id": 22, "scheduling": "Pause"}, expected=400)
     api(sim, "PUT", "/control/v1/node/21/config", {"node_id": 21, "scheduling": "Sleepy"}, expected=400)
     api(sim, "GET", "/control/v1/node/4242", expected=404)
+    unresolvable = {**register_body(23, port=55), "listen_http_addr": "no-such-host.invalid"}
+    api(sim, "POST", "/control/v1/node", unresolvable, expected=503)
+    api(sim, "GET", "/control/v1/node/23", expected=404)
     tsid = new_tenant()
     attach(sim, tsid, 21)
     shards = api(sim, "GET", "/control/v1/node/21/shards")
