@@ -27,6 +27,7 @@ from neonsim.pageserver.remote import index_generation, layer_key, normalize_pre
 from neonsim.sharding import TenantShardId, key_in_shard
 
 MAX_SAMPLES = 50
+INDEX_STABILITY_ATTEMPTS = 5
 
 
 def _s3_client(s3: dict):
@@ -52,6 +53,15 @@ class _Bucket:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             keys.update(obj["Key"] for obj in page.get("Contents", []))
         return keys
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
 
     def get_json(self, key: str):
         return json.loads(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
@@ -166,56 +176,74 @@ def run_check(fleet_dir) -> dict:
             if index.get("deleted_at"):
                 continue
             timelines[(tsid, timeline_id)] = _IndexedTimeline(tsid, timeline_id, index, gen, prefix)
-        for tl in timelines.values():
+        for ident, tl in list(timelines.items()):
             if tl.synthetic:
                 report["skipped_synthetic"] += 1
                 continue
             report["timelines_checked"] += 1
-            for _kind, _s, _e, s3_key, name, layer_gen in tl.layers:
-                report["layers_checked"] += 1
-                if s3_key not in all_keys:
-                    report["lost_layers_count"] += 1
-                    if len(report["lost_layers"]) < MAX_SAMPLES:
-                        report["lost_layers"].append(
-                            {
-                                "tenant_shard_id": tl.tsid,
-                                "timeline_id": tl.timeline_id,
-                                "layer": name,
-                                "layer_generation": layer_gen,
-                                "index_generation": tl.generation,
-                                "key": s3_key,
-                            }
-                        )
-            writes = acked.get((tl.shard_id.tenant_id, tl.timeline_id)) or {}
-            sid = tl.shard_id
-            stripe = (fleet_stripe(fleet, sid.tenant_id)) if sid.shard_count > 1 else None
-            for key, records in writes.items():
-                if not key_in_shard(key, sid.shard_number, sid.shard_count, stripe):
-                    continue
-                visible = [r for r in records if r["end_lsn"] <= tl.disk_consistent_lsn]
-                if not visible:
-                    continue
-                expected = max(visible, key=lambda r: r["end_lsn"])
-                report["keys_checked"] += 1
-                rec_lsn, value = _reconstruct(bucket, timelines, tl, key, tl.disk_consistent_lsn)
-                # a newer record than the last acknowledged one is fine (written but not yet acknowledged)
-                if rec_lsn < expected["lsn"] or (rec_lsn == expected["lsn"] and value != expected["value"]):
-                    report["lost_keys_count"] += 1
-                    if len(report["lost_keys"]) < MAX_SAMPLES:
-                        report["lost_keys"].append(
-                            {
-                                "tenant_shard_id": tl.tsid,
-                                "timeline_id": tl.timeline_id,
-                                "key": key,
-                                "expected": expected["value"],
-                                "expected_lsn": format_lsn(expected["lsn"]),
-                                "found": value,
-                                "found_lsn": format_lsn(rec_lsn) if rec_lsn >= 0 else None,
-                                "at_lsn": format_lsn(tl.disk_consistent_lsn),
-                            }
-                        )
+            for _attempt in range(INDEX_STABILITY_ATTEMPTS):
+                result = _check_timeline(bucket, timelines, tl, all_keys, acked, fleet)
+                if not result["lost_layers"] and not result["lost_keys"]:
+                    break
+                # a live pageserver may have replaced the index meanwhile: only a loss seen by an index that
+                # is still current counts
+                fresh = bucket.get_json(newest[ident][1])
+                if fresh == tl.index:
+                    break
+                tl = timelines[ident] = _IndexedTimeline(tl.tsid, tl.timeline_id, fresh, tl.generation, prefix)
+                all_keys = bucket.list_keys(f"{prefix}tenants/{tl.tsid}/")
+            report["layers_checked"] += result["layers_checked"]
+            report["keys_checked"] += result["keys_checked"]
+            for kind in ("lost_layers", "lost_keys"):
+                report[f"{kind}_count"] += len(result[kind])
+                report[kind].extend(result[kind][: max(MAX_SAMPLES - len(report[kind]), 0)])
     report["ok"] = not report["lost_layers_count"] and not report["lost_keys_count"]
     return report
+
+
+def _check_timeline(bucket: _Bucket, timelines: dict, tl: _IndexedTimeline, all_keys: set, acked, fleet) -> dict:
+    result = {"layers_checked": 0, "keys_checked": 0, "lost_layers": [], "lost_keys": []}
+    for _kind, _s, _e, s3_key, name, layer_gen in tl.layers:
+        result["layers_checked"] += 1
+        # on a live fleet an index read after the listing may reference layers uploaded since
+        if s3_key not in all_keys and not bucket.exists(s3_key):
+            result["lost_layers"].append(
+                {
+                    "tenant_shard_id": tl.tsid,
+                    "timeline_id": tl.timeline_id,
+                    "layer": name,
+                    "layer_generation": layer_gen,
+                    "index_generation": tl.generation,
+                    "key": s3_key,
+                }
+            )
+    writes = acked.get((tl.shard_id.tenant_id, tl.timeline_id)) or {}
+    sid = tl.shard_id
+    stripe = fleet_stripe(fleet, sid.tenant_id) if sid.shard_count > 1 else None
+    for key, records in writes.items():
+        if not key_in_shard(key, sid.shard_number, sid.shard_count, stripe):
+            continue
+        visible = [r for r in records if r["end_lsn"] <= tl.disk_consistent_lsn]
+        if not visible:
+            continue
+        expected = max(visible, key=lambda r: r["end_lsn"])
+        result["keys_checked"] += 1
+        rec_lsn, value = _reconstruct(bucket, timelines, tl, key, tl.disk_consistent_lsn)
+        # a newer record than the last acknowledged one is fine (written but not yet acknowledged)
+        if rec_lsn < expected["lsn"] or (rec_lsn == expected["lsn"] and value != expected["value"]):
+            result["lost_keys"].append(
+                {
+                    "tenant_shard_id": tl.tsid,
+                    "timeline_id": tl.timeline_id,
+                    "key": key,
+                    "expected": expected["value"],
+                    "expected_lsn": format_lsn(expected["lsn"]),
+                    "found": value,
+                    "found_lsn": format_lsn(rec_lsn) if rec_lsn >= 0 else None,
+                    "at_lsn": format_lsn(tl.disk_consistent_lsn),
+                }
+            )
+    return result
 
 
 def fleet_stripe(fleet: dict, tenant_id: str) -> int | None:
