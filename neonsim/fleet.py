@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -200,6 +201,10 @@ def up(
     topo = dict(topology_source) if isinstance(topology_source, dict) else topology.load_topology(topology_source)
     topo.update(overrides or {})
     fleet = topology.resolve(topo, directory, auth=auth)
+    # moto keeps S3 in memory, so disk state left by an earlier fleet in DIR would contradict the new bucket.
+    for name in [*node_commands(fleet), "requests", "s3proxy"]:
+        if (directory / name).is_dir():
+            shutil.rmtree(directory / name)
     if fleet["auth"]["enabled"]:
         _auth.generate_keypair(directory)
     for sub in ("logs", "requests"):

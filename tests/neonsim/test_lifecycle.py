@@ -65,6 +65,15 @@ def test_cli_lifecycle_leaves_no_process(tmp_path):
     assert not (directory / "pids.json").exists()
     assert (directory / "logs" / "storcon.log").stat().st_size > 0
 
+    # a stopped fleet's dir can be reused: up starts from clean node state (S3 lived in moto's memory)
+    (directory / "storcon").mkdir(exist_ok=True)
+    (directory / "storcon" / "state.json").write_text('{"nodes": {}, "tenants": {}, "shards": {"stale": {}}}')
+    cli("up", "--topology", "storcon-only", "--dir", str(directory))
+    try:
+        assert not (directory / "storcon" / "state.json").exists()
+    finally:
+        cli("down", "--dir", str(directory))
+
 
 def test_request_log_contract_fields(neonsim_fleet):
     sim = neonsim_fleet("storcon-only")
