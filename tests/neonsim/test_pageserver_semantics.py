@@ -385,3 +385,21 @@ def test_attach_failure_is_broken_with_reason(neonsim_fleet):
     # recovery: a higher generation replaces the broken attachment
     h.location("ps1", tenant, "AttachedSingle", h.attach_hook(tenant, "ps1"), QUIET)
     assert h.wait_active("ps1", tenant)["generation"] == gen + 1
+
+
+def test_synthetic_tenant_migrates_through_a_secondary(h):
+    tenant, timeline, gen = h.create_tenant("ps1", QUIET)
+    size = 8 * 1024 * 1024
+    h.call("POST", f"{h.ps('ps1')}/sim/tenant/{tenant}/synthetic", {"physical_size_bytes": size, "layers": 4})
+    h.call("POST", f"{h.ps('ps1')}/v1/tenant/{tenant}/heatmap_upload")
+    h.location("ps2", tenant, "Secondary")
+    resp = h.call("POST", f"{h.ps('ps2')}/v1/tenant/{tenant}/secondary/download", params={"wait_ms": "20000"})
+    progress = resp.json()
+    assert (progress["layers_downloaded"], progress["bytes_downloaded"]) == (4, size)
+    h.location("ps1", tenant, "AttachedStale", gen, QUIET, flush_ms="5000")
+    new_gen = h.attach_hook(tenant, "ps2")
+    h.location("ps2", tenant, "AttachedMulti", new_gen, QUIET)
+    h.wait_active("ps2", tenant)
+    info = h.timeline("ps2", tenant, timeline)
+    assert info["current_physical_size"] == size
+    assert info["disk_consistent_lsn"] == h.timeline("ps1", tenant, timeline)["disk_consistent_lsn"]
