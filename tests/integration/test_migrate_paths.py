@@ -1,0 +1,137 @@
+"""End to end: the runbook moves a tenant while its compute's workload runs (warm, cold, restart), check mode
+changes nothing, and a rerun of a finished move changes nothing either."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from migration_harness import (
+    compute_connstring,
+    locations,
+    migrate,
+    mutating_requests,
+    plain_tenants,
+    tenant_id,
+    timelines,
+    topology,
+    verdict,
+    wait_for_writes,
+)
+
+pytestmark = pytest.mark.neonsim
+
+
+@pytest.fixture(scope="module")
+def fleet(neonsim_fleet_module):
+    tenants, computes = plain_tenants("warm", "cold", "restart")
+    # Someone's branch config the move must carry over and restore exactly.
+    tenants[0]["tenant_conf"] = {"pitr_interval": "1h"}
+    sim = neonsim_fleet_module(topology(tenants, computes))
+    for c in computes:
+        wait_for_writes(sim, c["name"])
+    return sim
+
+
+def assert_moved(fleet, tid: str, source: str, destination: str, source_mode: str = "Secondary") -> dict:
+    dst = locations(fleet, destination)[tid]
+    src = locations(fleet, source).get(tid)
+    assert dst["mode"] == "AttachedSingle", dst
+    assert (src or {}).get("mode", "Detached") == source_mode, src
+    return dst
+
+
+def test_check_mode_plans_and_changes_nothing(fleet, report_dir):
+    tid = tenant_id(fleet, "warm")
+    before = {ps: locations(fleet, ps).get(tid) for ps in ("ps1", "ps2")}
+    started = time.time()
+
+    run = migrate(fleet, tid, "ps1", "ps2", report_dir, check=True)
+
+    assert run.rc == 0, run
+    ours = [r for r in mutating_requests(fleet, since_ts=started) if not r["path"].startswith("/upcall/")]
+    assert ours == [], ours
+    assert {ps: locations(fleet, ps).get(tid) for ps in ("ps1", "ps2")} == before
+    assert run.report["outcome"] == "planned"
+    plan = "\n".join(run.report["plan"])
+    for phase in ("suspend:", "prewarm:", "stale:", "attach:", "catchup:", "cutover:", "finalize:"):
+        assert phase in plan
+    assert "source AttachedSingle gen" in plan
+
+
+def test_warm_move_loses_no_read_and_no_write(fleet, report_dir):
+    tid = tenant_id(fleet, "warm")
+    gen_before = locations(fleet, "ps1")[tid]["generation"]
+    timelines_before = set(timelines(fleet, "ps1", tid))
+
+    run = migrate(fleet, tid, "ps1", "ps2", report_dir)
+
+    assert run.rc == 0, run
+    result = verdict(fleet, "c-warm")
+    assert result["during"]["reads_failed"] == 0, result["during"]
+    assert result["verified"]["lost_writes"] == 0, result["verified"]
+    assert result["during"]["writes_acked"] > 0
+    dst = assert_moved(fleet, tid, "ps1", "ps2")
+    # A new generation, above the source's, and the original overrides back (background work resumed).
+    assert dst["generation"] > gen_before
+    assert dst["tenant_conf"] == {"pitr_interval": "1h"}
+    assert set(timelines(fleet, "ps2", tid)) == timelines_before
+    assert compute_connstring(fleet, "c-warm") == f"postgres://no_user@127.0.0.1:{fleet.entry('ps2')['pg_port']}"
+    report = run.report
+    assert report["outcome"] == "migrated"
+    assert report["bytes_warmed"] > 0
+    assert report["source_mode_at_attach"] == {tid: "AttachedStale"}
+    assert report["generations"][tid]["after"] == dst["generation"]
+    names = [p["name"] for p in report["phases"]]
+    assert names == ["suspend", "prewarm", "stale", "attach", "catchup", "cutover", "finalize", "verify"]
+    assert report["computes"][0]["compute"] == "c-warm"
+    for tl, target in report["lsns"]["targets"][tid].items():
+        assert report["lsns"]["reached"][tid][tl] >= int(target.split("/")[0], 16) << 32 | int(target.split("/")[1], 16)
+    assert (report_dir / f"{report['run_id']}.md").read_text().startswith("# Tenant migration")
+
+
+def test_rerun_of_a_finished_move_changes_nothing(fleet, report_dir):
+    tid = tenant_id(fleet, "warm")
+    started = time.time()
+
+    run = migrate(fleet, tid, "ps1", "ps2", report_dir)
+
+    assert run.rc == 0, run
+    assert "changed=0" in run.output
+    assert run.report["outcome"] == "already_done"
+    ours = [r for r in mutating_requests(fleet, since_ts=started) if not r["path"].startswith("/upcall/")]
+    assert ours == []
+
+
+def test_cold_move_loses_no_write(fleet, report_dir):
+    tid = tenant_id(fleet, "cold")
+
+    run = migrate(fleet, tid, "ps1", "ps3", report_dir, tenant_migration_prewarm=False)
+
+    assert run.rc == 0, run
+    result = verdict(fleet, "c-cold")
+    assert result["verified"]["lost_writes"] == 0, result["verified"]
+    assert_moved(fleet, tid, "ps1", "ps3")
+    assert [p["name"] for p in run.report["phases"]][:3] == ["suspend", "stale", "attach"]
+    assert run.report["bytes_warmed"] == 0
+
+
+def test_restart_cutover_and_detached_source(fleet, report_dir):
+    tid = tenant_id(fleet, "restart")
+
+    run = migrate(
+        fleet,
+        tid,
+        "ps1",
+        "ps2",
+        report_dir,
+        tenant_migration_compute_cutover="restart",
+        tenant_migration_source_final_mode="detached",
+    )
+
+    assert run.rc == 0, run
+    result = verdict(fleet, "c-restart")
+    assert result["verified"]["lost_writes"] == 0, result["verified"]
+    assert_moved(fleet, tid, "ps1", "ps2", source_mode="Detached")
+    assert compute_connstring(fleet, "c-restart") == f"postgres://no_user@127.0.0.1:{fleet.entry('ps2')['pg_port']}"
+    assert run.report["computes"][0]["method"] == "restart"
