@@ -12,9 +12,11 @@ import time
 import uuid
 from pathlib import Path
 
+import boto3
 import requests
 
 from neonsim.lsn import format_lsn, parse_lsn, record_size
+from neonsim.pageserver.remote import normalize_prefix
 
 
 class Harness:
@@ -96,8 +98,8 @@ class Harness:
         return list(self.fleet.get("safekeepers") or [])
 
     # ---- WAL ------------------------------------------------------------------------------------------
-    def write(self, tenant_id: str, timeline_id: str, items: list[tuple[str, str | None]]) -> int:
-        """Append records to every safekeeper and commit them; returns the end LSN."""
+    def write(self, tenant_id: str, timeline_id: str, items: list[tuple[str, str | None]], skip=()) -> int:
+        """Append records to every safekeeper (except those named in skip) and commit; returns the end LSN."""
         lsn = self.flush_lsn[(tenant_id, timeline_id)]
         records = []
         for key, value in items:
@@ -106,15 +108,33 @@ class Harness:
             lsn = end
         body = {"tenant_id": tenant_id, "timeline_id": timeline_id, "records": records, "commit_lsn": format_lsn(lsn)}
         for sk in self.sks():
-            self.call("POST", f"http://127.0.0.1:{sk['pg_port']}/sim/wal/append", body)
+            if sk["name"] not in skip:
+                self.call("POST", f"http://127.0.0.1:{sk['pg_port']}/sim/wal/append", body)
         self.flush_lsn[(tenant_id, timeline_id)] = lsn
         with open(self.acked_path, "a") as fh:
             for rec in records:
                 fh.write(json.dumps({**rec, "tenant_id": tenant_id, "timeline_id": timeline_id}) + "\n")
         return lsn
 
-    def write_keys(self, tenant_id: str, timeline_id: str, count: int, tag: str, size: int = 200) -> int:
-        return self.write(tenant_id, timeline_id, [(f"k{i:04d}", f"{tag}-{i}-" + "x" * size) for i in range(count)])
+    def write_keys(self, tenant_id: str, timeline_id: str, count: int, tag: str, size: int = 200, skip=()) -> int:
+        items = [(f"k{i:04d}", f"{tag}-{i}-" + "x" * size) for i in range(count)]
+        return self.write(tenant_id, timeline_id, items, skip=skip)
+
+    def s3(self):
+        conf = self.fleet["s3"]
+        return boto3.client(
+            "s3",
+            endpoint_url=conf["moto_url"],
+            region_name=conf["region"],
+            aws_access_key_id=conf.get("access_key", "testing"),
+            aws_secret_access_key=conf.get("secret_key", "testing"),
+        )
+
+    def s3_json(self, ps: str, key_below_prefix: str):
+        conf = self.fleet["s3"]
+        prefix = normalize_prefix(self.sim.entry(ps).get("prefix_in_bucket"))
+        body = self.s3().get_object(Bucket=conf["bucket"], Key=prefix + key_below_prefix)["Body"].read()
+        return json.loads(body)
 
     def wait_lsn(self, ps: str, tsid: str, timeline_id: str, lsn: int, timeout: float = 30.0) -> None:
         body = {timeline_id: format_lsn(lsn), "timeout": {"secs": int(timeout), "nanos": 0}}

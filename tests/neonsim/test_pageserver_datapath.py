@@ -1,0 +1,148 @@
+"""Pageserver data path on a running fleet: freezing, background compaction, GC blocks, heatmaps, WAL source."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from neonsim.lsn import parse_lsn
+from neonsim.pageserver.testing import Harness
+
+pytestmark = pytest.mark.neonsim
+
+QUIET = {"compaction_period": "0s", "gc_period": "0s", "checkpoint_distance": 10**9, "checkpoint_timeout": "1h"}
+
+
+@pytest.fixture(scope="module")
+def sim(neonsim_fleet_module):
+    return neonsim_fleet_module("small", computes=[])
+
+
+@pytest.fixture(scope="module")
+def h(sim):
+    return Harness(sim)
+
+
+def wait_until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+    return value
+
+
+def layer_names(h, ps, tenant, timeline, gen):
+    index = h.s3_json(ps, f"tenants/{tenant}/timelines/{timeline}/index_part.json-{gen:08x}")
+    return index, sorted(index["layer_metadata"])
+
+
+def test_checkpoint_distance_freezes_and_uploads(h):
+    tenant, timeline, gen = h.create_tenant("ps1", {**QUIET, "checkpoint_distance": 4096})
+    lsn = h.write_keys(tenant, timeline, 30, "d")  # about 8 KiB of WAL
+    h.wait_lsn("ps1", tenant, timeline, lsn)
+
+    def flushed_and_uploaded():
+        info = h.timeline("ps1", tenant, timeline)
+        remote = parse_lsn(info["remote_consistent_lsn"])
+        return remote > parse_lsn(info["initdb_lsn"]) and remote == parse_lsn(info["disk_consistent_lsn"]) and info
+
+    info = wait_until(flushed_and_uploaded)
+    index, names = layer_names(h, "ps1", tenant, timeline, gen)
+    assert index["disk_consistent_lsn"] == info["remote_consistent_lsn"]
+    assert any("-" in n.split("__")[1] for n in names)  # a delta layer
+    assert all(meta["generation"] == gen and "shard" not in meta for meta in index["layer_metadata"].values())
+    expected_metadata = {"disk_consistent_lsn", "prev_record_lsn", "ancestor_timeline", "ancestor_lsn",
+                         "latest_gc_cutoff_lsn", "initdb_lsn", "pg_version"}  # fmt: skip
+    assert set(index["metadata_bytes"]) >= expected_metadata
+
+
+def test_checkpoint_timeout_flushes_an_idle_layer(h):
+    tenant, timeline, _gen = h.create_tenant("ps1", {**QUIET, "checkpoint_timeout": "1s"})
+    lsn = h.write_keys(tenant, timeline, 3, "t")
+    h.wait_lsn("ps1", tenant, timeline, lsn)
+    wait_until(lambda: parse_lsn(h.timeline("ps1", tenant, timeline)["remote_consistent_lsn"]) == lsn)
+
+
+def test_background_compaction_merges_l0_and_creates_images(h):
+    conf = {**QUIET, "compaction_period": "1s", "compaction_threshold": 3, "image_creation_threshold": 1}
+    tenant, timeline, gen = h.create_tenant("ps2", conf)
+    for r in range(3):
+        lsn = h.write_keys(tenant, timeline, 10, f"c{r}")
+        h.wait_lsn("ps2", tenant, timeline, lsn)
+        h.checkpoint("ps2", tenant, timeline)
+
+    def compacted():
+        names = layer_names(h, "ps2", tenant, timeline, gen)[1]
+        l1 = [n for n in names if n.split("__")[0].endswith("FFE")]
+        images = [n for n in names if "-" not in n.split("__")[1]]
+        return l1 and len(images) >= 2 and names
+
+    names = wait_until(compacted)
+    assert not any(n.split("__")[0].endswith("FFF") and "-" in n.split("__")[1] for n in names)  # no L0 left
+    for i in range(10):
+        assert h.read("ps2", tenant, timeline, f"k{i:04d}").json()["value"].startswith("c2-")
+
+
+def test_block_gc_is_stored_in_index_part(h):
+    tenant, timeline, gen = h.create_tenant("ps1", QUIET)
+    for r in range(2):
+        lsn = h.write_keys(tenant, timeline, 10, f"g{r}")
+        h.wait_lsn("ps1", tenant, timeline, lsn)
+        h.checkpoint("ps1", tenant, timeline)
+    h.compact("ps1", tenant, timeline)
+    url = f"{h.ps('ps1')}/v1/tenant/{tenant}/timeline/{timeline}"
+    assert h.call("POST", url + "/block_gc").json() is None
+    index, _ = layer_names(h, "ps1", tenant, timeline, gen)
+    assert index["gc_blocking"]["reasons"] == ["Manual"] and index["gc_blocking"]["started_at"]
+    assert "gc_blocking" in h.get("ps1", f"/v1/tenant/{tenant}")
+    assert h.gc("ps1", tenant, timeline)["layers_removed"] == 0
+    h.call("POST", url + "/unblock_gc")
+    assert layer_names(h, "ps1", tenant, timeline, gen)[0]["gc_blocking"] is None
+    assert h.gc("ps1", tenant, timeline)["layers_removed"] > 0
+
+
+def test_no_gc_in_multi(h):
+    tenant, timeline, gen = h.create_tenant("ps2", QUIET)
+    for r in range(2):
+        lsn = h.write_keys(tenant, timeline, 10, f"m{r}")
+        h.wait_lsn("ps2", tenant, timeline, lsn)
+        h.checkpoint("ps2", tenant, timeline)
+    h.compact("ps2", tenant, timeline)
+    h.location("ps2", tenant, "AttachedMulti", gen, QUIET)
+    assert h.gc("ps2", tenant, timeline)["layers_removed"] == 0
+    h.location("ps2", tenant, "AttachedSingle", gen, QUIET)
+    assert h.gc("ps2", tenant, timeline)["layers_removed"] > 0
+
+
+def test_heatmap_upload_fields(h):
+    tenant, timeline, gen = h.create_tenant("ps1", {**QUIET, "heatmap_period": "30s"})
+    lsn = h.write_keys(tenant, timeline, 5, "h")
+    h.wait_lsn("ps1", tenant, timeline, lsn)
+    h.checkpoint("ps1", tenant, timeline)
+    h.call("POST", f"{h.ps('ps1')}/v1/tenant/{tenant}/heatmap_upload")
+    heatmap = h.s3_json("ps1", f"tenants/{tenant}/heatmap-v1.json")
+    assert heatmap["generation"] == gen and heatmap["upload_period_ms"] == 30000
+    [entry] = heatmap["timelines"]
+    assert entry["timeline_id"] == timeline and len(entry["layers"]) == 2
+    names = [layer["name"] for layer in entry["layers"]]
+    assert len(set(names)) == len(names)
+    for layer in entry["layers"]:
+        assert set(layer) == {"name", "metadata", "access_time", "cold"}
+        assert layer["metadata"]["generation"] == gen and layer["metadata"]["file_size"] > 0
+
+
+def test_walreceiver_switches_safekeeper_on_failure(h, sim):
+    tenant, timeline, _gen = h.create_tenant("ps2", QUIET)
+    lsn = h.write_keys(tenant, timeline, 5, "s")
+    h.wait_lsn("ps2", tenant, timeline, lsn)
+    source = h.timeline("ps2", tenant, timeline)["wal_source_connstr"]
+    current = next(sk for sk in h.sks() if source.endswith(f":{sk['pg_port']}/"))
+    sim.kill(current["name"])
+    try:
+        lsn = h.write_keys(tenant, timeline, 5, "after", skip={current["name"]})
+        h.wait_lsn("ps2", tenant, timeline, lsn)
+        assert h.timeline("ps2", tenant, timeline)["wal_source_connstr"] != source
+        assert h.read("ps2", tenant, timeline, "k0004").json()["value"].startswith("after-4-")
+    finally:
+        sim.start(current["name"])
