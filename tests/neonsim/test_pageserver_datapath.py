@@ -146,3 +146,25 @@ def test_walreceiver_switches_safekeeper_on_failure(h, sim):
         assert h.read("ps2", tenant, timeline, "k0004").json()["value"].startswith("after-4-")
     finally:
         sim.start(current["name"])
+
+
+def test_reset_restarts_in_the_same_generation(h):
+    tenant, timeline, gen = h.create_tenant("ps1", QUIET)
+    lsn = h.write_keys(tenant, timeline, 5, "r")
+    h.wait_lsn("ps1", tenant, timeline, lsn)
+    h.checkpoint("ps1", tenant, timeline)
+    local = h.sim.dir / "ps1" / "tenants" / tenant / "timelines" / timeline
+    assert any(local.iterdir())
+    assert h.call("POST", f"{h.ps('ps1')}/v1/tenant/{tenant}/reset", params={"drop_cache": "true"}).json() is None
+    assert h.wait_active("ps1", tenant)["generation"] == gen
+    assert not local.exists() or not any(local.iterdir())  # drop_cache removed the local layers
+    assert h.read("ps1", tenant, timeline, "k0002", lsn).json()["value"].startswith("r-2-")
+    h.call("POST", f"{h.ps('ps1')}/v1/tenant/{'e' * 32}/reset", expected=(500,))
+
+
+def test_lazy_attach_activates(h):
+    tenant, timeline, gen = h.create_tenant("ps2", QUIET)
+    h.location("ps2", tenant, "Secondary")
+    h.location("ps2", tenant, "AttachedSingle", h.attach_hook(tenant, "ps2"), QUIET, lazy="true")
+    assert h.wait_active("ps2", tenant)["generation"] == gen + 1
+    assert [t["timeline_id"] for t in h.get("ps2", f"/v1/tenant/{tenant}/timeline")] == [timeline]
