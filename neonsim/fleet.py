@@ -23,7 +23,7 @@ from neonsim import _auth, bootstrap, inventory, topology
 
 log = logging.getLogger("neonsim.fleet")
 
-HEALTH_TIMEOUT_S = 60.0
+HEALTH_TIMEOUT_S = float(os.environ.get("NEONSIM_HEALTH_TIMEOUT", "120"))
 STOP_TIMEOUT_S = 15.0
 # Popen objects of children started by this Python process, so they can be reaped (no zombies).
 _CHILDREN: dict[int, subprocess.Popen] = {}
