@@ -365,7 +365,7 @@ class WalProposer:
                     await self._probe(link)
             except asyncio.CancelledError:
                 raise
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            except Exception as exc:  # the sender must outlive any single bad exchange
                 link.connected = False
                 link.last_error = f"{type(exc).__name__}: {exc}"
                 await asyncio.sleep(RETRY_S)
@@ -426,6 +426,7 @@ class Workload:
         self.acked_keys: list[str] = []
         self.last_acked_lsn = 0
         self.walproposer: WalProposer | None = None
+        self._walproposer_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._inflight_writes: set[asyncio.Task] = set()
         self._inflight_reads: set[asyncio.Task] = set()
@@ -535,20 +536,23 @@ class Workload:
             self._acked_file = None
 
     async def ensure_walproposer(self) -> WalProposer:
-        if self.walproposer is None:
-            wp = WalProposer(self.session, self.safekeepers, self.tenant_id, self.timeline_id, self.headers)
-            await wp.start()
-            self.walproposer = wp
-        return self.walproposer
+        # One proposer at a time: two would hand out the same LSNs.
+        async with self._walproposer_lock:
+            if self.walproposer is None:
+                wp = WalProposer(self.session, self.safekeepers, self.tenant_id, self.timeline_id, self.headers)
+                await wp.start()
+                self.walproposer = wp
+            return self.walproposer
 
     async def set_safekeepers(self, safekeepers: list[str]) -> None:
         """A spec with a different safekeeper set restarts the walproposer (as compute_ctl restarts it)."""
         if list(safekeepers) == self.safekeepers:
             return
-        self.safekeepers = list(safekeepers)
-        if self.walproposer is not None:
-            await self.walproposer.stop()
-            self.walproposer = None
+        async with self._walproposer_lock:
+            self.safekeepers = list(safekeepers)
+            if self.walproposer is not None:
+                await self.walproposer.stop()
+                self.walproposer = None
 
     # ---- loops
 

@@ -278,3 +278,17 @@ def test_bad_safekeeper_connstring_is_rejected(tmp_path, bad):
 
     with pytest.raises(ValueError):
         http_base(bad)
+
+
+def test_concurrent_first_writes_share_one_walproposer(tmp_path):
+    async def scenario():
+        async with running_fleet(tmp_path) as (fleet, workload, _):
+            acked = await asyncio.wait_for(
+                asyncio.gather(*(workload.write_once(f"k{i}", f"v{i}") for i in range(16))), 20
+            )
+            ends = sorted(a.end_lsn for a in acked)
+            assert len(set(ends)) == 16
+            await wait_until(lambda: fleet.timeline("sk0").commit_lsn == ends[-1], what="all committed")
+            assert sorted(r.value for r in fleet.timeline("sk0").records) == sorted(f"v{i}" for i in range(16))
+
+    asyncio.run(scenario())
