@@ -121,6 +121,7 @@ class SafekeeperLink:
     flush_lsn: int | None = None  # last flush_lsn this safekeeper acknowledged (durable, never goes back)
     sent_commit_lsn: int = 0
     connected: bool = False
+    diverged: bool = False  # holds WAL beyond ours from an earlier proposer: never counts toward the quorum
     last_error: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
@@ -245,7 +246,9 @@ class WalProposer:
             link.last_error = f"HTTP {status}: {data}"
 
     def _recompute_commit(self) -> None:
-        flushes = sorted((link.flush_lsn for link in self.links if link.flush_lsn is not None), reverse=True)
+        flushes = sorted(
+            (link.flush_lsn for link in self.links if link.flush_lsn is not None and not link.diverged), reverse=True
+        )
         if len(flushes) < self.quorum:
             return
         quorum_lsn = min(flushes[self.quorum - 1], self.end_lsn)
@@ -328,6 +331,7 @@ class WalProposer:
                         continue
                 if link.flush_lsn > self.end_lsn:
                     # It holds WAL we never saw (it was unreachable when we started); upstream would truncate it.
+                    link.diverged = True
                     link.last_error = f"diverged: flush_lsn {format_lsn(link.flush_lsn)} beyond our WAL"
                     await asyncio.sleep(HEARTBEAT_S)
                     await self._probe(link)
@@ -379,6 +383,7 @@ class WalProposer:
                 {
                     "url": link.base_url,
                     "connected": link.connected,
+                    "diverged": link.diverged,
                     "flush_lsn": None if link.flush_lsn is None else format_lsn(link.flush_lsn),
                     "last_error": link.last_error,
                 }
