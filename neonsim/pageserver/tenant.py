@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("neonsim.pageserver.tenant")
 
+UPLOAD_RETRY_S = 1.0
+
 
 class TenantShard:
     """Attached slot (AttachedSingle/Multi/Stale). Secondary slots are `secondary.SecondaryShard`."""
@@ -44,6 +46,7 @@ class TenantShard:
         self.last_compaction = now
         self.last_gc = now
         self.last_heatmap = now
+        self.next_upload_retry = now + UPLOAD_RETRY_S
         self.background_task: asyncio.Task | None = None
         self.attach_task: asyncio.Task | None = None
         self._conf_cache: dict | None = None
@@ -251,6 +254,12 @@ class TenantShard:
         if self.mode != "AttachedStale":  # Stale skips housekeeping (no idle-layer freeze)
             for tl in self.timelines.values():
                 if tl.needs_timeout_flush(now):
+                    tl.schedule_flush()
+        if now >= self.next_upload_retry:
+            # uploads that failed (S3 errors) are retried even when no new WAL arrives
+            self.next_upload_retry = now + UPLOAD_RETRY_S
+            for tl in self.timelines.values():
+                if tl.upload_pending() and (tl.flush_task is None or tl.flush_task.done()):
                     tl.schedule_flush()
         if self.background_task is not None and not self.background_task.done():
             return

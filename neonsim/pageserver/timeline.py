@@ -152,6 +152,12 @@ class Timeline:
             return False
         return now - self.open_since >= self.tenant.conf_duration("checkpoint_timeout")
 
+    def upload_pending(self) -> bool:
+        """Flushed state that has not reached remote storage (e.g. after S3 errors)."""
+        if self.synthetic:
+            return False
+        return self.index_dirty or self.remote_consistent_lsn < self.disk_consistent_lsn
+
     def schedule_flush(self) -> None:
         if self.flush_task is None or self.flush_task.done():
             self.flush_task = self.node.spawn(self.freeze_and_flush(), f"flush {self.timeline_id}")

@@ -168,3 +168,18 @@ def test_lazy_attach_activates(h):
     h.location("ps2", tenant, "AttachedSingle", h.attach_hook(tenant, "ps2"), QUIET, lazy="true")
     assert h.wait_active("ps2", tenant)["generation"] == gen + 1
     assert [t["timeline_id"] for t in h.get("ps2", f"/v1/tenant/{tenant}/timeline")] == [timeline]
+
+
+def test_failed_uploads_are_retried_without_new_wal(h, sim):
+    tenant, timeline, _gen = h.create_tenant("ps1", QUIET)
+    lsn = h.write_keys(tenant, timeline, 5, "u")
+    h.wait_lsn("ps1", tenant, timeline, lsn)
+    sim.fault("s3proxy", routes="^PUT ", error_rate=1.0, status=503)
+    try:
+        resp = h.call("PUT", f"{h.ps('ps1')}/v1/tenant/{tenant}/timeline/{timeline}/checkpoint", expected=(500,))
+        assert "503" in resp.text or "SlowDown" in resp.text or "Service" in resp.text, resp.text
+        info = h.timeline("ps1", tenant, timeline)
+        assert parse_lsn(info["disk_consistent_lsn"]) == lsn and parse_lsn(info["remote_consistent_lsn"]) < lsn
+    finally:
+        sim.clear_fault("s3proxy")
+    wait_until(lambda: parse_lsn(h.timeline("ps1", tenant, timeline)["remote_consistent_lsn"]) == lsn)
