@@ -29,6 +29,7 @@ log = logging.getLogger("neonsim.pageserver")
 ACTIVE_TENANT_TIMEOUT_S = 5.0
 TICK_INTERVAL_S = 0.2
 USAGE_SCAN_INTERVAL_S = 1.0
+SHUTDOWN_FLUSH_S = 5.0
 WARMUP_CONCURRENCY = 4
 MAX_SHARD_COUNT = 2500
 CONFIG_FILE = "config-v1.json"
@@ -235,6 +236,19 @@ class PageserverCore(Node):
         return slot
 
     async def stop(self) -> None:
+        # graceful shutdown freezes and flushes open layers first (upstream's FreezeAndFlush), within a budget
+        flushes = [
+            tl.freeze_and_flush()
+            for slot in self.slots.values()
+            if isinstance(slot, TenantShard) and slot.slug == "Active"
+            for tl in slot.timelines.values()
+            if not tl.synthetic
+        ]
+        if flushes:
+            try:
+                await asyncio.wait_for(asyncio.gather(*flushes, return_exceptions=True), SHUTDOWN_FLUSH_S)
+            except TimeoutError:
+                log.warning("shutdown flush did not finish within %ss", SHUTDOWN_FLUSH_S)
         for slot in list(self.slots.values()):
             if slot is not IN_PROGRESS:
                 await slot.shutdown()

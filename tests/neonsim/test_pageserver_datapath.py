@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from neonsim import fleet as fleet_mod
 from neonsim.lsn import parse_lsn
 from neonsim.pageserver.testing import Harness
 
@@ -183,3 +184,16 @@ def test_failed_uploads_are_retried_without_new_wal(h, sim):
     finally:
         sim.clear_fault("s3proxy")
     wait_until(lambda: parse_lsn(h.timeline("ps1", tenant, timeline)["remote_consistent_lsn"]) == lsn)
+
+
+def test_graceful_stop_flushes_open_layers(h, sim):
+    tenant, timeline, gen = h.create_tenant("ps2", QUIET)
+    lsn = h.write_keys(tenant, timeline, 5, "stop")
+    h.wait_lsn("ps2", tenant, timeline, lsn)
+    assert parse_lsn(h.timeline("ps2", tenant, timeline)["disk_consistent_lsn"]) < lsn  # still in memory
+    fleet_mod.stop_processes(sim.dir, ["ps2"])  # SIGTERM
+    index = h.s3_json("ps2", f"tenants/{tenant}/timelines/{timeline}/index_part.json-{gen:08x}")
+    assert parse_lsn(index["disk_consistent_lsn"]) == lsn
+    sim.start("ps2")
+    assert h.wait_active("ps2", tenant)["generation"] == gen + 1
+    assert parse_lsn(h.timeline("ps2", tenant, timeline)["disk_consistent_lsn"]) == lsn
