@@ -75,10 +75,12 @@ def test_quorum_commit_with_safekeepers_killed(neonsim_fleet):
 
     sim.kill("sk2")
 
+    sk1_url = f"http://127.0.0.1:{sim.entry('sk1')['pg_port']}"
+
     def stalled():
         wp = report(sim)["walproposer"]
-        sk1 = next(s for s in wp["safekeepers"] if s["connected"])
-        return parse_lsn(sk1["flush_lsn"]) > parse_lsn(wp["commit_lsn"]) and wp
+        sk1 = next(s for s in wp["safekeepers"] if s["url"] == sk1_url)
+        return sk1["flush_lsn"] is not None and parse_lsn(sk1["flush_lsn"]) > parse_lsn(wp["commit_lsn"]) and wp
 
     wp = wait_for(stalled, what="WAL flushed on the single live safekeeper")
     stalled_acked = report(sim)["writes_acked"]
