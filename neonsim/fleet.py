@@ -325,6 +325,8 @@ def start(directory, name: str, timeout: float = HEALTH_TIMEOUT_S) -> int:
         raise FleetError(f"{name} is already running (pid {current['pid']})")
     entry = spawn(fleet, name)
     wait_healthy(fleet, [name], timeout)
+    if name == "moto":
+        bootstrap.create_bucket(fleet)  # moto keeps S3 in memory: a restarted moto starts empty
     return entry["pid"]
 
 
