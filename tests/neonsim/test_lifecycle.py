@@ -187,3 +187,24 @@ def test_small_fleet_bootstrap_and_pageserver_crash_restart(neonsim_fleet):
     report = json.loads(checked.stdout)
     assert report["timelines_checked"] >= 1
     assert checked.returncode == (0 if report["ok"] else 1)
+
+
+def test_small_fleet_with_auth_end_to_end(neonsim_fleet):
+    """Every internal call (re-attach, heartbeats, bootstrap, compute configure) carries a valid token."""
+    sim = neonsim_fleet("small", auth=True)
+    tenant_id = sim.fleet["tenants"][0]["tenant_id"]
+    assert requests.get(sim.url("ps1") + "/v1/tenant", timeout=10).status_code == 401
+    tenants = requests.get(sim.url("ps1") + "/v1/tenant", headers=sim.headers("pageserver"), timeout=10).json()
+    assert [t["id"] for t in tenants] == [tenant_id]
+    status = requests.get(sim.url("compute1") + "/status", headers=sim.headers("compute"), timeout=10).json()
+    assert status["status"] == "running"
+    nodes = requests.get(sim.storcon_url + "/control/v1/node", headers=sim.headers("infra"), timeout=10).json()
+    assert sorted(n["id"] for n in nodes) == [1, 2]
+    inv = yaml.safe_load(sim.inventory_path.read_text())["all"]["vars"]
+    assert inv["neon_compute_api_token"] == sim.tokens["compute"]
+    for name in ("storcon", "ps1", "ps2", "sk1", "sk2", "sk3", "compute1"):
+        refused = [line for line in sim.request_log(name) if line["status"] in (401, 403)]
+        if name == "ps1":  # the one unauthenticated call above
+            assert [(r["method"], r["path"]) for r in refused] == [("GET", "/v1/tenant")]
+        else:
+            assert refused == [], name
