@@ -17,6 +17,7 @@ from aiohttp import web
 from neonsim._server import NodeContext
 from neonsim.lsn import format_lsn, parse_lsn
 from neonsim.safekeeper import SafekeeperNode
+from neonsim.sharding import key_to_shard
 from neonsim.workload import PageserverConn, Workload
 
 TENANT = "a" * 32
@@ -62,6 +63,7 @@ class Fleet:
         self.page_served: Served | None = None
         self.page_source = "sk0"
         self.page_override = None  # callable(key, value) -> value, to simulate a pageserver that lost data
+        self.stripe_size = 1
 
     def _make_node(self, name):
         node = SafekeeperNode(NodeContext(self.dir, name, fleet=self.fleet))
@@ -115,6 +117,12 @@ class Fleet:
         async def page(request):
             lsn = parse_lsn(request.query["lsn"])
             key = request.query["key"]
+            tsid = request.query["tenant_shard_id"]
+            if len(tsid) == 37:
+                # sharded read: only the owning shard may be asked (as a pageserver holds only its shard's keys)
+                number, count = int(tsid[33:35], 16), int(tsid[35:37], 16)
+                if key_to_shard(key, count, self.stripe_size) != number:
+                    return web.json_response({"msg": f"key {key} is not in shard {tsid}"}, status=404)
             deadline = asyncio.get_running_loop().time() + int(request.query["timeout_ms"]) / 1000
             tl = self.timeline(self.page_source)
             while tl.commit_lsn < lsn:
@@ -290,5 +298,26 @@ def test_concurrent_first_writes_share_one_walproposer(tmp_path):
             assert len(set(ends)) == 16
             await wait_until(lambda: fleet.timeline("sk0").commit_lsn == ends[-1], what="all committed")
             assert sorted(r.value for r in fleet.timeline("sk0").records) == sorted(f"v{i}" for i in range(16))
+
+    asyncio.run(scenario())
+
+
+def test_sharded_reads_go_to_the_owning_shard(tmp_path):
+    async def scenario():
+        async with running_fleet(tmp_path) as (fleet, workload, conn):
+            base = fleet.page_conn.urls[0]
+            # four shards served by the same stand-in; it refuses keys asked of the wrong shard
+            conn["value"] = PageserverConn(4, 1, (base, base, base, base))
+            for i in range(20):
+                await workload.write_once(f"key{i}", f"v{i}")
+            shards = {key_to_shard(f"key{i}", 4, 1) for i in range(20)}
+            assert len(shards) > 1
+            report = await workload.verify()
+            assert report["lost_writes"] == 0, report["lost_write_samples"]
+            # a wrong stripe size sends some keys to the wrong shard: they fail
+            conn["value"] = PageserverConn(4, 1 << 30, (base, base, base, base))
+            report = await workload.verify()
+            assert report["lost_writes"] > 0
+            assert {s.get("error") for s in report["lost_write_samples"]} == {"http_404"}
 
     asyncio.run(scenario())
