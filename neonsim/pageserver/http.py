@@ -78,7 +78,9 @@ class Pageserver(PageserverCore):
         r.add_get("/v1/tenant/{tenant_id}/scan_remote_storage", self.scan_remote_storage)
         r.add_get(TENANT + "/timeline", self.timeline_list)
         r.add_post(TENANT + "/timeline", self.timeline_create)
+        r.add_get(TENANT + "/timeline_and_offloaded", self.timeline_and_offloaded)
         r.add_get(TIMELINE, self.timeline_get)
+        r.add_get(TIMELINE + "/layer", self.layer_map)
         r.add_delete(TIMELINE, self.timeline_delete)
         r.add_post(TIMELINE + "/block_gc", self.block_gc)
         r.add_post(TIMELINE + "/unblock_gc", self.unblock_gc)
@@ -352,6 +354,32 @@ class Pageserver(PageserverCore):
     async def timeline_list(self, request):
         tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
         return json_response([tl.info() for _, tl in sorted(tenant.timelines.items())])
+
+    async def timeline_and_offloaded(self, request):
+        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
+        timelines = [tl.info() for _, tl in sorted(tenant.timelines.items())]
+        return json_response({"timelines": timelines, "offloaded": []})
+
+    async def layer_map(self, request):
+        _, tl = await self._timeline(request)
+        historic = [
+            {
+                "kind": "Delta" if d.kind == "delta" else "Image",
+                "layer_file_name": d.name,
+                "layer_file_size": d.file_size,
+                "lsn_start": format_lsn(d.lsn_start),
+                "lsn_end": format_lsn(d.lsn_end),
+                "remote": not d.resident,
+                "access_stats": {"residence_events_history": {}, "access_count_by_access_kind": {}},
+                "visible": True,
+            }
+            for d in sorted(tl.layers.values(), key=lambda d: (d.lsn_end, d.name))
+        ]
+        in_memory = []
+        if tl.open_records:
+            start, end = format_lsn(tl.disk_consistent_lsn), format_lsn(tl.last_record_lsn)
+            in_memory.append({"kind": "InMemory", "lsn_start": start, "lsn_end": end})
+        return json_response({"in_memory_layers": in_memory, "historic_layers": historic})
 
     async def timeline_get(self, request):
         _, tl = await self._timeline(request)

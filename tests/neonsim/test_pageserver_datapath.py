@@ -197,3 +197,18 @@ def test_graceful_stop_flushes_open_layers(h, sim):
     sim.start("ps2")
     assert h.wait_active("ps2", tenant)["generation"] == gen + 1
     assert parse_lsn(h.timeline("ps2", tenant, timeline)["disk_consistent_lsn"]) == lsn
+
+
+def test_layer_map_reports_residence(h):
+    tenant, timeline, _gen = h.create_tenant("ps1", QUIET)
+    lsn = h.write_keys(tenant, timeline, 5, "l")
+    h.wait_lsn("ps1", tenant, timeline, lsn)
+    url = f"/v1/tenant/{tenant}/timeline/{timeline}/layer"
+    assert h.get("ps1", url)["in_memory_layers"][0]["kind"] == "InMemory"
+    h.checkpoint("ps1", tenant, timeline)
+    layers = h.get("ps1", url)["historic_layers"]
+    assert {layer["kind"] for layer in layers} == {"Delta", "Image"} and not any(x["remote"] for x in layers)
+    h.evict("ps1", tenant)
+    assert all(layer["remote"] for layer in h.get("ps1", url)["historic_layers"])
+    both = h.get("ps1", f"/v1/tenant/{tenant}/timeline_and_offloaded")
+    assert [t["timeline_id"] for t in both["timelines"]] == [timeline] and both["offloaded"] == []
