@@ -47,6 +47,7 @@ class TenantShard:
         self.last_gc = now
         self.last_heatmap = now
         self.next_upload_retry = now + UPLOAD_RETRY_S
+        self.last_eviction = now
         self.background_task: asyncio.Task | None = None
         self.attach_task: asyncio.Task | None = None
         self._conf_cache: dict | None = None
@@ -261,6 +262,7 @@ class TenantShard:
             for tl in self.timelines.values():
                 if tl.upload_pending() and (tl.flush_task is None or tl.flush_task.done()):
                     tl.schedule_flush()
+        self._maybe_evict(now)
         if self.background_task is not None and not self.background_task.done():
             return
         if self.synthetic:
@@ -287,6 +289,22 @@ class TenantShard:
             jobs.append(self.upload_heatmap)
         if jobs:
             self.background_task = self.node.spawn(self._run_jobs(jobs), f"background {self.tsid}")
+
+    def _maybe_evict(self, now: float) -> None:
+        """eviction_policy LayerAccessThreshold: every `period`, evict layers not accessed for `threshold`."""
+        policy = self.effective_config().get("eviction_policy") or {}
+        if policy.get("kind") != "LayerAccessThreshold":
+            return
+        try:
+            period, threshold = parse_duration(policy["period"]), parse_duration(policy["threshold"])
+        except (KeyError, ValueError):
+            return
+        if period <= 0 or now - self.last_eviction < period:
+            return
+        self.last_eviction = now
+        cutoff = time.time() - threshold
+        for tl in self.timelines.values():
+            tl.evict_all(accessed_before=cutoff)
 
     async def _run_jobs(self, jobs) -> None:
         for job in jobs:

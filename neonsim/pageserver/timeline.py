@@ -437,11 +437,13 @@ class Timeline:
             pass
         desc.resident = False
 
-    def evict_all(self) -> int:
-        """Drop every uploaded resident layer from local disk and the read cache."""
+    def evict_all(self, accessed_before: float | None = None) -> int:
+        """Drop uploaded resident layers (all, or those not accessed since a time) from disk and the read cache."""
         evicted = 0
         for desc in self.layers.values():
-            if desc.resident and desc.uploaded:
+            if accessed_before is not None and desc.access_time >= accessed_before:
+                continue
+            if desc.resident and desc.uploaded and not desc.synthetic:
                 self._unlink_local(desc)
                 self._content.pop(desc.name, None)
                 evicted += 1

@@ -212,3 +212,16 @@ def test_layer_map_reports_residence(h):
     assert all(layer["remote"] for layer in h.get("ps1", url)["historic_layers"])
     both = h.get("ps1", f"/v1/tenant/{tenant}/timeline_and_offloaded")
     assert [t["timeline_id"] for t in both["timelines"]] == [timeline] and both["offloaded"] == []
+
+
+def test_eviction_policy_makes_reads_depend_on_s3(h):
+    policy = {"kind": "LayerAccessThreshold", "period": "1s", "threshold": "1s"}
+    tenant, timeline, _gen = h.create_tenant("ps2", {**QUIET, "eviction_policy": policy})
+    lsn = h.write_keys(tenant, timeline, 5, "e")
+    h.wait_lsn("ps2", tenant, timeline, lsn)
+    h.checkpoint("ps2", tenant, timeline)
+    url = f"/v1/tenant/{tenant}/timeline/{timeline}/layer"
+    wait_until(lambda: all(layer["remote"] for layer in h.get("ps2", url)["historic_layers"]))
+    downloads = h.stats("ps2")["on_demand_downloads"]
+    assert h.read("ps2", tenant, timeline, "k0003", lsn).json()["value"].startswith("e-3-")
+    assert h.stats("ps2")["on_demand_downloads"] > downloads
