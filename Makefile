@@ -1,5 +1,5 @@
 # neonops.storage: build, lint and test machinery. `make test` on a fresh clone needs nothing else.
-# Targets: deps lint unit sanity ansible-lint test-neonsim test-integration molecule test demo bench
+# Targets: deps lint tooling unit sanity ansible-lint test-neonsim test-integration molecule test demo bench
 #          build clean distclean
 
 SHELL := /bin/bash
@@ -24,7 +24,7 @@ XDIST ?= -n 2 --dist loadfile
 PYTEST_ARGS ?=
 SANITY_ARGS ?=
 
-.PHONY: deps lint unit sanity ansible-lint test-neonsim test-integration molecule test demo bench build \
+.PHONY: deps lint tooling unit sanity ansible-lint test-neonsim test-integration molecule test demo bench build \
 	clean distclean
 
 deps:
@@ -34,6 +34,10 @@ lint: deps
 	ruff check .
 	ruff format --check .
 	antsibull-changelog lint
+
+# Tests of this tooling (collection installer, suite runner).
+tooling: deps
+	@scripts/run-pytest-suite.sh scripts/tests -q -p no:cacheprovider $(PYTEST_ARGS)
 
 unit: deps
 	@PYTHONPATH=$(COLLECTIONS) scripts/run-pytest-suite.sh tests/unit -q $(PYTEST_ARGS)
@@ -53,7 +57,7 @@ test-integration: deps
 molecule: deps
 	@scripts/molecule.sh
 
-test: deps lint unit sanity ansible-lint test-neonsim test-integration molecule
+test: deps lint tooling unit sanity ansible-lint test-neonsim test-integration molecule
 	@echo "make test: all steps passed"
 
 # The main job on the local simulated fleet; the migration runbook provides scripts/demo.sh.
