@@ -178,8 +178,9 @@ class Background:
         return Run(self.proc.returncode, self.output(), latest_report(self.report_dir, self.started - 1))
 
     def output(self) -> str:
-        self.log.flush()
-        return (self.report_dir / Path(self.log.name).name).read_text()
+        if not self.log.closed:
+            self.log.flush()
+        return Path(self.log.name).read_text()
 
 
 def tenant_id(fleet, name: str) -> str:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.neonsim
 
 @pytest.fixture(scope="module")
 def fleet(neonsim_fleet_module):
-    tenants, computes = plain_tenants("warm", "cold", "restart")
+    tenants, computes = plain_tenants("warm", "cold", "restart", "stuck")
     # Someone's branch config the move must carry over and restore exactly.
     tenants[0]["tenant_conf"] = {"pitr_interval": "1h"}
     sim = neonsim_fleet_module(topology(tenants, computes))
@@ -135,3 +135,28 @@ def test_restart_cutover_and_detached_source(fleet, report_dir):
     assert_moved(fleet, tid, "ps1", "ps2", source_mode="Detached")
     assert compute_connstring(fleet, "c-restart") == f"postgres://no_user@127.0.0.1:{fleet.entry('ps2')['pg_port']}"
     assert run.report["computes"][0]["method"] == "restart"
+
+
+def test_compute_that_does_not_switch_stops_the_move_before_the_source_is_demoted(fleet, report_dir):
+    tid = tenant_id(fleet, "stuck")
+
+    # A restart command that "succeeds" without restarting anything: the compute keeps using the source.
+    run = migrate(
+        fleet,
+        tid,
+        "ps1",
+        "ps2",
+        report_dir,
+        tenant_migration_compute_cutover="restart",
+        tenant_migration_compute_restart_command="true",
+        tenant_migration_compute_timeout=5,
+    )
+
+    assert run.rc != 0, run
+    assert run.report["outcome"] == "forward_failed", run.report
+    # The source still serves the compute (it was never demoted) and nothing was lost.
+    assert compute_connstring(fleet, "c-stuck") == f"postgres://no_user@127.0.0.1:{fleet.entry('ps1')['pg_port']}"
+    assert locations(fleet, "ps1")[tid]["mode"] in ("AttachedSingle", "AttachedMulti", "AttachedStale")
+    result = verdict(fleet, "c-stuck")
+    assert result["during"]["reads_failed"] == 0, result["during"]
+    assert result["verified"]["lost_writes"] == 0, result["verified"]
