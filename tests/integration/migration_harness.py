@@ -115,7 +115,7 @@ def latest_report(report_dir: Path, since: float = 0.0) -> dict | None:
     return json.loads(max(reports, key=lambda p: p.stat().st_mtime).read_text())
 
 
-def migrate(fleet, tenant_id, source, destination, report_dir, check=False, timeout=900, **extra) -> Run:
+def migrate(fleet, tenant_id, source, destination, report_dir, check=False, timeout=1800, **extra) -> Run:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -155,7 +155,7 @@ class Background:
         except (OSError, ValueError):
             return {}
 
-    def wait_phase(self, phase: str, timeout: float = 300) -> None:
+    def wait_phase(self, phase: str, timeout: float = 1200) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.state().get("phase") == phase:
@@ -170,7 +170,7 @@ class Background:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=60)
 
-    def wait(self, timeout: float = 900) -> Run:
+    def wait(self, timeout: float = 1800) -> Run:
         try:
             self.proc.wait(timeout=timeout)
         finally:
