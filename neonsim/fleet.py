@@ -185,11 +185,13 @@ def up(
     auth: bool | None = None,
     overrides: dict | None = None,
     timeout: float = HEALTH_TIMEOUT_S,
+    owner_pid: int | None = None,
 ) -> dict:
     """Resolve the topology, start every process, bootstrap tenants, write inventory.yml; returns fleet.json.
 
     `topology_source` is a name, a path, or an already-loaded topology dict; `overrides` are merged over its
-    top-level keys. On any failure the processes started so far are stopped again.
+    top-level keys. On any failure the processes started so far are stopped again. With `owner_pid`, a reaper
+    process stops the fleet when that process dies without calling `down` (a killed test run).
     """
     directory = Path(directory).resolve()
     alive = running_pids(directory) if directory.exists() else {}
@@ -217,6 +219,8 @@ def up(
         names = list(node_commands(fleet))
         for name in names:
             spawn(fleet, name)
+        if owner_pid is not None:
+            _spawn_reaper(directory, owner_pid)
         wait_healthy(fleet, names, timeout)
         bootstrap.create_bucket(fleet)
         log.info("all %d processes healthy after %.1fs", len(load_pids(directory)), time.monotonic() - started)
@@ -234,6 +238,26 @@ def up(
         raise
     log.info("fleet up in %.1fs", time.monotonic() - started)
     return fleet
+
+
+def _spawn_reaper(directory: Path, owner_pid: int) -> None:
+    # Recorded in pids.json like the nodes, so `down` stops it and `status` shows it.
+    py = sys.executable
+    argv = [py, "-m", "neonsim.reaper", "--dir", str(directory), "--owner", str(owner_pid)]
+    with open(directory / "logs" / "reaper.log", "ab") as logf:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(directory),
+            env=_child_env(),
+        )
+    _CHILDREN[proc.pid] = proc
+    pids = load_pids(directory)
+    pids["reaper"] = {"pid": proc.pid, "pgid": proc.pid, "kind": "reaper", "argv": argv, "started_at": time.time()}
+    _write_json(directory / "pids.json", pids)
 
 
 def _signal_group(entry: dict, sig: int) -> None:
@@ -291,19 +315,19 @@ def stop_processes(directory, names: list[str], sig: int = signal.SIGTERM, timeo
 
 
 def down(directory) -> list[str]:
-    """Stop every process in pids.json (nodes first, S3 last); returns their names."""
+    """Stop every process in pids.json (reaper first, then nodes, S3 last); returns their names."""
     directory = Path(directory).resolve()
     pids = load_pids(directory)
-    nodes = [n for n in pids if n not in ("moto", "s3proxy")]
+    reaper = [n for n in ("reaper",) if n in pids and pids[n]["pid"] != os.getpid()]
+    nodes = [n for n in pids if n not in ("moto", "s3proxy", "reaper")]
     s3_side = [n for n in ("s3proxy", "moto") if n in pids]
-    # Nodes first so they do not log S3 errors while the S3 side goes away.
+    # The reaper first so it cannot start a second `down`; nodes before S3 so they do not log S3 errors.
     try:
-        stop_processes(directory, nodes)
+        stop_processes(directory, reaper + nodes)
     finally:
         stop_processes(directory, s3_side)
-    order = nodes + s3_side
     (directory / "pids.json").unlink(missing_ok=True)
-    return order
+    return nodes + s3_side
 
 
 def kill(directory, name: str) -> int:
@@ -435,13 +459,15 @@ class SimFleet:
         return down(self.dir)
 
 
-def start_fleet(topology_source, directory, auth: bool | None = None, **overrides) -> SimFleet:
+def start_fleet(
+    topology_source, directory, auth: bool | None = None, owner_pid: int | None = None, **overrides
+) -> SimFleet:
     """`up` plus one retry with fresh ports if a port was taken between picking and binding it."""
     try:
-        up(topology_source, directory, auth=auth, overrides=overrides)
+        up(topology_source, directory, auth=auth, overrides=overrides, owner_pid=owner_pid)
     except FleetError as exc:
         if "address already in use" not in str(exc).lower():
             raise
         log.warning("port collision during up; retrying with fresh ports")
-        up(topology_source, directory, auth=auth, overrides=overrides)
+        up(topology_source, directory, auth=auth, overrides=overrides, owner_pid=owner_pid)
     return SimFleet(directory)

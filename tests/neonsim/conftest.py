@@ -23,6 +23,8 @@ safe under pytest-xdist (`-n auto`).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from neonsim import fleet as fleet_mod
@@ -38,7 +40,8 @@ def _fleet_factory(tmp_path_factory):
     def start(topology_name_or_path="small", auth=None, **overrides) -> fleet_mod.SimFleet:
         directory = tmp_path_factory.mktemp("fleet")
         try:
-            sim = fleet_mod.start_fleet(topology_name_or_path, directory, auth=auth, **overrides)
+            # owner_pid: a run killed before teardown (a CI timeout) still stops its fleet through the reaper.
+            sim = fleet_mod.start_fleet(topology_name_or_path, directory, auth=auth, owner_pid=os.getpid(), **overrides)
         except BaseException:
             fleet_mod.down(directory)  # up cleans up after itself; this covers an interrupt mid-way
             raise

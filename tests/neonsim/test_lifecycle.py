@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,26 @@ def test_cli_lifecycle_leaves_no_process(tmp_path):
         assert not (directory / "storcon" / "state.json").exists()
     finally:
         cli("down", "--dir", str(directory))
+
+
+def test_fleet_stops_when_its_owner_dies(tmp_path):
+    # Stands in for a test run killed by a CI timeout: its fixture teardown never runs.
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    directory = tmp_path / "fleet"
+    try:
+        fleet_mod.up("storcon-only", directory, owner_pid=owner.pid)
+        pids = json.loads((directory / "pids.json").read_text())
+        assert "reaper" in pids and all(fleet_mod.pid_alive(p["pid"]) for p in pids.values())
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(fleet_mod.pid_alive(p["pid"]) for p in pids.values()):
+            time.sleep(0.2)
+        assert not [n for n, p in pids.items() if fleet_mod.pid_alive(p["pid"])]
+        assert not (directory / "pids.json").exists()
+    finally:
+        owner.kill()
+        fleet_mod.down(directory)
 
 
 def test_request_log_contract_fields(neonsim_fleet):
