@@ -129,6 +129,8 @@ class Timeline:
         self.commit_lsn = 0
         self.remote_consistent_lsn = parse_lsn(control.get("remote_consistent_lsn") or None)
         self.walsenders: dict[tuple, Walsender] = {}
+        # Highest remote_consistent_lsn each shard (number, count) has reported; see durable_horizon().
+        self.shard_remote_consistent: dict[tuple[int, int], int] = {}
         self.peers: dict[int, dict] = {}  # sk_id -> what that safekeeper last reported (broker stand-in)
         self.last_append: float | None = None
         self.changed = asyncio.Condition()
@@ -265,9 +267,30 @@ class Timeline:
         sender.remote_consistent_lsn = max(sender.remote_consistent_lsn, params["remote_consistent_lsn"])
         sender.last_seen = time.monotonic()
         sender.reply_time = time.time()
-        # Safekeepers keep the max remote_consistent_lsn any pageserver ever reported (digest §2.2).
-        self.remote_consistent_lsn = max(self.remote_consistent_lsn, params["remote_consistent_lsn"])
+        shard = (params["shard_number"], params["shard_count"])
+        reported = max(self.shard_remote_consistent.get(shard, 0), params["remote_consistent_lsn"])
+        self.shard_remote_consistent[shard] = reported
+        # Keep the max ever reported (digest §2.2), but of what the whole tenant has made durable.
+        self.remote_consistent_lsn = max(self.remote_consistent_lsn, self.durable_horizon())
         return sender
+
+    def durable_horizon(self) -> int:
+        """The LSN below which every shard's data is in S3: WAL below it is no longer needed by anyone.
+
+        Each shard ingests only its own keys, so one shard's progress says nothing about another's: for a
+        sharded tenant the horizon is the minimum over all shards, and nothing until every shard has reported.
+        """
+        best = 0
+        for count in {c for (_, c) in self.shard_remote_consistent}:
+            if count <= 1:
+                horizon = self.shard_remote_consistent.get((0, count), 0)
+            else:
+                reports = [self.shard_remote_consistent.get((n, count)) for n in range(count)]
+                if None in reports:
+                    continue
+                horizon = min(reports)
+            best = max(best, horizon)
+        return best
 
     def expire_walsenders(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

@@ -173,6 +173,24 @@ def test_trim_follows_max_remote_consistent_lsn_and_old_stream_gets_410(tmp_path
     assert len(tl2.records) == 4
 
 
+def test_sharded_tenant_trims_only_below_every_shards_horizon(tmp_path):
+    # One shard far ahead must not trim WAL a lagging shard still needs (its reads would stall on 410).
+    sk = make_sk(tmp_path)
+    create(sk)
+    recs = records(START, 10)
+    append(sk, recs, commit=recs[-1]["end_lsn"])
+    tl = sk.get(TENANT, TIMELINE)
+    shard = {"shard_count": "2", "stripe_size": "2048"}
+    stream(sk, START, node_id="1", shard_number="0", remote_consistent_lsn=recs[8]["end_lsn"], **shard)
+    assert tl.remote_consistent_lsn == 0  # shard 1 has not reported yet
+    stream(sk, START, node_id="2", shard_number="1", remote_consistent_lsn=recs[3]["end_lsn"], **shard)
+    assert tl.remote_consistent_lsn == parse_lsn(recs[3]["end_lsn"])
+    sk.maintenance()
+    assert tl.local_start_lsn == parse_lsn(recs[4]["lsn"])
+    out = stream(sk, tl.local_start_lsn, node_id="2", shard_number="1", **shard)
+    assert out["end_lsn"] == recs[-1]["end_lsn"]
+
+
 def test_status_has_upstream_fields_and_walsenders(tmp_path):
     sk = make_sk(tmp_path)
     create(sk)
