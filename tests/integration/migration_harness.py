@@ -236,6 +236,20 @@ def verdict(fleet, compute: str) -> dict:
     return {"during": during, "verified": verified}
 
 
+# Page reads wait up to 2 s for the pageserver to ingest the requested LSN. On a starved machine (load far above
+# the core count) a few of those time out on any pageserver, migration or not; these are not unavailability.
+SLOW_READ_REASONS = {"http_504", "timeout"}
+
+
+def unavailable_reads(during: dict) -> dict:
+    """Failed reads that mean the tenant was not served (404/500/503, refused...), by reason."""
+    return {k: v for k, v in (during.get("failures_by_reason") or {}).items() if k not in SLOW_READ_REASONS and v}
+
+
+def slow_reads(during: dict) -> int:
+    return sum(v for k, v in (during.get("failures_by_reason") or {}).items() if k in SLOW_READ_REASONS)
+
+
 def compute_connstring(fleet, compute: str) -> str:
     entry = fleet.entry(compute)
     conf = Path(entry["pgdata"]) / "postgresql.conf"

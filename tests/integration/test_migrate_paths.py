@@ -12,9 +12,11 @@ from migration_harness import (
     migrate,
     mutating_requests,
     plain_tenants,
+    slow_reads,
     tenant_id,
     timelines,
     topology,
+    unavailable_reads,
     verdict,
     wait_for_writes,
 )
@@ -68,7 +70,9 @@ def test_warm_move_loses_no_read_and_no_write(fleet, report_dir):
 
     assert run.rc == 0, run
     result = verdict(fleet, "c-warm")
-    assert result["during"]["reads_failed"] == 0, result["during"]
+    during = result["during"]
+    assert unavailable_reads(during) == {}, during
+    assert slow_reads(during) <= max(1, during["reads_ok"] // 100), during
     assert result["verified"]["lost_writes"] == 0, result["verified"]
     assert result["during"]["writes_acked"] > 0
     dst = assert_moved(fleet, tid, "ps1", "ps2")
@@ -158,5 +162,5 @@ def test_compute_that_does_not_switch_stops_the_move_before_the_source_is_demote
     assert compute_connstring(fleet, "c-stuck") == f"postgres://no_user@127.0.0.1:{fleet.entry('ps1')['pg_port']}"
     assert locations(fleet, "ps1")[tid]["mode"] in ("AttachedSingle", "AttachedMulti", "AttachedStale")
     result = verdict(fleet, "c-stuck")
-    assert result["during"]["reads_failed"] == 0, result["during"]
+    assert unavailable_reads(result["during"]) == {}, result["during"]
     assert result["verified"]["lost_writes"] == 0, result["verified"]
