@@ -234,8 +234,8 @@ class ComputeCtl:
             log.error("cannot resume spec %s: %s", self.spec_path, exc)
             return False
         self.spec, self.conn, self.status = spec, conn, "running"
-        if not self.postgresql_conf.exists():
-            _write_atomic(self.postgresql_conf, render_postgresql_conf(spec, connstring, stripe))
+        # compute_ctl renders postgresql.conf from its spec at every start, so a restart picks up a changed spec.
+        _write_atomic(self.postgresql_conf, render_postgresql_conf(spec, connstring, stripe))
         return True
 
     def status_json(self) -> dict:

@@ -100,12 +100,10 @@ def playbook_cmd(fleet, tenant_id: str, source: str, destination: str, report_di
 
 
 def neonsim_restart_command() -> str:
-    # compute_ctl rewrites postgresql.conf from the spec at start; neonsim keeps an existing one, so drop it.
+    # A restart of the compute process: like compute_ctl, it renders postgresql.conf from the (rewritten) spec.
     neonsim = f"cd {REPO} && {sys.executable} -m neonsim"
-    return (
-        f"{neonsim} kill {{compute}} --dir {{{{ neonsim_dir }}}} && rm -f {{pgdata}}/postgresql.conf"
-        f" && {neonsim} start {{compute}} --dir {{{{ neonsim_dir }}}}"
-    )
+    fleet_dir = "--dir {{ neonsim_dir }}"
+    return f"{neonsim} kill {{compute}} {fleet_dir} && {neonsim} start {{compute}} {fleet_dir}"
 
 
 def latest_report(report_dir: Path, since: float = 0.0) -> dict | None:
