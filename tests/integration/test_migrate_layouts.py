@@ -83,14 +83,14 @@ def test_branches_two_computes_and_a_branch_created_mid_move(fleet, report_dir):
             timeout=30,
         )
         assert created.status_code == 201, created.text
+        on_a = set(timelines(fleet, "ps1", tid))  # read while ps1 is still attached: it ends as a Secondary
     finally:
         fleet.clear_fault("ps2")
     result = run.wait()
 
     assert result.rc == 0, result
     on_b = timelines(fleet, "ps2", tid)
-    assert set(timelines(fleet, "ps1", tid)) - {new_branch} <= set(on_b)
-    assert new_branch in on_b
+    assert new_branch in on_a and on_a <= set(on_b)
     assert on_b[new_branch]["ancestor_timeline_id"] == main_tl
     assert [t["timeline_id"] for t in result.report["recreated_timelines"]] == [new_branch]
     ps2 = f"postgres://no_user@127.0.0.1:{fleet.entry('ps2')['pg_port']}"
