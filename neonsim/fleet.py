@@ -122,8 +122,12 @@ def _child_env() -> dict:
 
 def spawn(fleet: dict, name: str) -> dict:
     """Start one process of the fleet (no wait); records it in pids.json."""
-    directory = Path(fleet["dir"])
     kind, argv = node_commands(fleet)[name]
+    return _spawn_recorded(Path(fleet["dir"]), name, kind, argv)
+
+
+def _spawn_recorded(directory: Path, name: str, kind: str, argv: list[str]) -> dict:
+    # Own session (process group) so `down` can signal the whole group; logs under DIR/logs/<name>.log.
     (directory / "logs").mkdir(parents=True, exist_ok=True)
     with open(directory / "logs" / f"{name}.log", "ab") as logf:
         proc = subprocess.Popen(
@@ -241,23 +245,9 @@ def up(
 
 
 def _spawn_reaper(directory: Path, owner_pid: int) -> None:
-    # Recorded in pids.json like the nodes, so `down` stops it and `status` shows it.
-    py = sys.executable
-    argv = [py, "-m", "neonsim.reaper", "--dir", str(directory), "--owner", str(owner_pid)]
-    with open(directory / "logs" / "reaper.log", "ab") as logf:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=str(directory),
-            env=_child_env(),
-        )
-    _CHILDREN[proc.pid] = proc
-    pids = load_pids(directory)
-    pids["reaper"] = {"pid": proc.pid, "pgid": proc.pid, "kind": "reaper", "argv": argv, "started_at": time.time()}
-    _write_json(directory / "pids.json", pids)
+    # Recorded in pids.json like the nodes, so `down` stops it.
+    argv = [sys.executable, "-m", "neonsim.reaper", "--dir", str(directory), "--owner", str(owner_pid)]
+    _spawn_recorded(directory, "reaper", "reaper", argv)
 
 
 def _signal_group(entry: dict, sig: int) -> None:
