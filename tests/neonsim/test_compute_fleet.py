@@ -3,57 +3,18 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import requests
+from fleet_helpers import VERIFY_TIMEOUT_MS, report, wait_for, workload
 
-
-def _pageserver_available() -> bool:
-    try:
-        return hasattr(importlib.import_module("neonsim.pageserver"), "create_node")
-    except ImportError:
-        return False
-
-
-pytestmark = [
-    pytest.mark.neonsim,
-    pytest.mark.skipif(not _pageserver_available(), reason="neonsim.pageserver is not available yet"),
-]
+pytestmark = pytest.mark.neonsim
 
 # A generous read timeout: these tests assert zero failures, and a loaded CI machine can lag by seconds.
 WORKLOAD = {"enabled": True, "write_rate": 20, "read_rate": 20, "keys": 50, "read_timeout_ms": 15000}
-VERIFY_TIMEOUT_MS = 15000
-
-
-def wait_for(predicate, timeout=60.0, what="condition", interval=0.1):
-    """Liveness wait (not a timing assertion): fails only if the state is never reached."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def report(sim, name="compute1") -> dict:
-    r = requests.get(sim.url(name) + "/sim/workload", headers=sim.headers("compute"), timeout=10)
-    r.raise_for_status()
-    return r.json()
-
-
-def workload(sim, action, name="compute1", **kw) -> dict:
-    r = requests.post(
-        sim.url(name) + "/sim/workload", json={"action": action, **kw}, headers=sim.headers("compute"), timeout=60
-    )
-    r.raise_for_status()
-    return r.json()
 
 
 def configure(sim, body, name="compute1"):
