@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -312,6 +313,7 @@ class ComputeNode(Node):
         r.add_post("/configure", self.configure)
         r.add_get("/sim/workload", self.workload_report)
         r.add_post("/sim/workload", self.workload_action)
+        r.add_get("/sim/compute", self.sim_compute)
 
     def apps(self):
         return {self.ctx.node["http_port"]: self.http}
@@ -333,7 +335,32 @@ class ComputeNode(Node):
         token = spec.get("storage_auth_token")
         return {"Authorization": f"Bearer {token}"} if token else {}
 
+    @property
+    def _history_path(self) -> Path:
+        return self.ctx.data_dir / "pageserver_history.jsonl"
+
+    def _pageserver_history(self) -> list[dict]:
+        try:
+            lines = self._history_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def _record_pageserver(self, spec: dict) -> None:
+        """Append to the sim's record of which pageservers this compute read from, and since when (kept across
+        restarts), so a test can order a cutover against the pageservers' own location changes."""
+        try:
+            _conn, connstring, _stripe = pageserver_conn(spec)
+        except SpecError:
+            return
+        history = self._pageserver_history()
+        if history and history[-1]["connstring"] == connstring:
+            return
+        with open(self._history_path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"ts": round(time.time(), 6), "connstring": connstring}) + "\n")
+
     async def _spec_applied(self, spec: dict) -> None:
+        self._record_pageserver(spec)
         safekeepers = list(spec.get("safekeeper_connstrings") or [])
         if self.workload is None:
             self.workload = Workload(
@@ -369,6 +396,9 @@ class ComputeNode(Node):
         # Like compute_ctl, the configuration runs to completion even if the caller goes away.
         result = await asyncio.shield(asyncio.ensure_future(self.ctl.configure(body)))
         return json_response(result)
+
+    async def sim_compute(self, request):
+        return json_response({"pageserver_history": self._pageserver_history()})
 
     async def workload_report(self, request):
         if self.workload is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 from aiohttp import web
 
@@ -92,6 +93,7 @@ class Pageserver(PageserverCore):
         r.add_post("/sim/tenant/{tenant_shard_id}/evict", self.sim_evict)
         r.add_post("/sim/tenant/{tenant_shard_id}/synthetic", self.sim_synthetic)
         r.add_get("/sim/pageserver", self.sim_stats)
+        r.add_post("/sim/walreceiver", self.sim_walreceiver)
         self.pg = ctx.make_pg_app()
         self.pg.router.add_get("/sim/page", self.page)
 
@@ -137,6 +139,7 @@ class Pageserver(PageserverCore):
                 "heatmap_uploads": self.stats["heatmap_uploads"],
                 "local_bytes": self.local_bytes,
                 "tenants_ready": self.tenants_ready,
+                "location_history": self.location_history,
             }
         )
 
@@ -206,6 +209,11 @@ class Pageserver(PageserverCore):
             raise ApiError(400, f"Failed to parse flush_ms: {request.query['flush_ms']}") from None
         lazy = bool_query(request, "lazy")
         result = await self.upsert_location(shard_id, conf, flush_ms, lazy)
+        self.location_history.append(
+            {"ts": round(time.time(), 6), "tenant_shard_id": str(shard_id), "mode": conf.get("mode"),
+             "generation": conf.get("generation")}
+        )  # fmt: skip
+        del self.location_history[:-10000]
         return json_response(result)
 
     async def location_list(self, request):
@@ -519,6 +527,17 @@ class Pageserver(PageserverCore):
         tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]), wait_active=False)
         evicted = sum(tl.evict_all() for tl in tenant.timelines.values())
         return json_response({"evicted": evicted})
+
+    async def sim_walreceiver(self, request):
+        body = await read_json(request)
+        try:
+            delay_ms = float(body.get("connect_delay_ms", 0))
+        except (TypeError, ValueError, AttributeError):
+            raise ApiError(400, "connect_delay_ms must be a number") from None
+        if delay_ms < 0:
+            raise ApiError(400, "connect_delay_ms must be >= 0")
+        self.walreceivers.connect_delay_s = delay_ms / 1000.0
+        return json_response({"connect_delay_ms": delay_ms})
 
     async def sim_synthetic(self, request):
         """Declared size and layer metadata without WAL, so thousands of tenants fit on a small machine."""

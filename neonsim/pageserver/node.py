@@ -79,6 +79,8 @@ class PageserverCore(Node):
         self.warmup_semaphore = asyncio.Semaphore(WARMUP_CONCURRENCY)
         self.local_bytes = 0
         self.stats: Counter = Counter()
+        # Sim-only record of accepted location changes (GET /sim/pageserver), so tests can order runbook steps.
+        self.location_history: list[dict] = []
         self._tasks: set[asyncio.Task] = set()
         self._utilization: tuple[float, dict] | None = None
         self._deleting_tenants: set[str] = set()

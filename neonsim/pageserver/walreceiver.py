@@ -29,6 +29,9 @@ SWITCH_AFTER_IDLE_S = 10.0
 class WalReceivers:
     def __init__(self, node: Pageserver):
         self.node = node
+        # Sim-only (POST /sim/walreceiver): delay before a newly started receiver's first poll, standing in for a
+        # pageserver that needs a while to reach the safekeepers or ingest a backlog after an attach.
+        self.connect_delay_s = 0.0
 
     def start(self, tl: Timeline) -> None:
         if tl.synthetic or not self.node.ctx.safekeepers():
@@ -70,6 +73,9 @@ class WalReceivers:
         failed: set[int] = set()
         last_progress = time.monotonic()
         sid = tl.tenant.shard_id
+        if self.connect_delay_s > 0:
+            tl.walreceiver_status = "Connecting"
+            await asyncio.sleep(self.connect_delay_s)
         while not tl.tenant.cancelled:
             try:
                 if current is None:

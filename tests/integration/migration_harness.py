@@ -206,6 +206,27 @@ def timelines(fleet, pageserver: str, tsid: str) -> dict:
     return {t["timeline_id"]: t for t in body}
 
 
+def location_history(fleet, pageserver: str, tsid: str, since: float) -> list[dict]:
+    """The simulator's own record of location changes (not the role's report)."""
+    body = requests.get(f"{fleet.url(pageserver)}/sim/pageserver", timeout=10).json()
+    return [e for e in body["location_history"] if e["tenant_shard_id"] == tsid and e["ts"] >= since]
+
+
+def first_change(history: list[dict], mode: str) -> float:
+    times = [e["ts"] for e in history if e["mode"] == mode]
+    assert times, f"no change to {mode} in {history}"
+    return times[0]
+
+
+def compute_switched_at(fleet, compute: str, pageserver: str, since: float) -> float:
+    """When the compute started reading from `pageserver`, by the simulated compute's own record."""
+    history = requests.get(f"{fleet.url(compute)}/sim/compute", timeout=10).json()["pageserver_history"]
+    port = fleet.entry(pageserver)["pg_port"]
+    times = [e["ts"] for e in history if e["ts"] >= since and e["connstring"].endswith(f":{port}")]
+    assert times, f"{compute} never switched to {pageserver}: {history}"
+    return times[0]
+
+
 def workload(fleet, compute: str) -> dict:
     return requests.get(f"{fleet.url(compute)}/sim/workload", timeout=10).json()
 

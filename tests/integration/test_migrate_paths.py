@@ -6,8 +6,12 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 from migration_harness import (
     compute_connstring,
+    compute_switched_at,
+    first_change,
+    location_history,
     locations,
     migrate,
     mutating_requests,
@@ -19,6 +23,7 @@ from migration_harness import (
     unavailable_reads,
     verdict,
     wait_for_writes,
+    workload,
 )
 
 pytestmark = pytest.mark.neonsim
@@ -26,7 +31,7 @@ pytestmark = pytest.mark.neonsim
 
 @pytest.fixture(scope="module")
 def fleet(neonsim_fleet_module):
-    tenants, computes = plain_tenants("warm", "cold", "restart", "stuck")
+    tenants, computes = plain_tenants("warm", "cold", "restart", "stuck", "lagging")
     # Someone's branch config the move must carry over and restore exactly.
     tenants[0]["tenant_conf"] = {"pitr_interval": "1h"}
     sim = neonsim_fleet_module(topology(tenants, computes))
@@ -65,6 +70,7 @@ def test_warm_move_loses_no_read_and_no_write(fleet, report_dir):
     tid = tenant_id(fleet, "warm")
     gen_before = locations(fleet, "ps1")[tid]["generation"]
     timelines_before = set(timelines(fleet, "ps1", tid))
+    started = time.time()
 
     run = migrate(fleet, tid, "ps1", "ps2", report_dir)
 
@@ -80,6 +86,15 @@ def test_warm_move_loses_no_read_and_no_write(fleet, report_dir):
     assert dst["generation"] > gen_before
     assert dst["tenant_conf"] == {"pitr_interval": "1h"}
     assert set(timelines(fleet, "ps2", tid)) == timelines_before
+    # The order of events as the simulator saw it: the source stops being the only attached location before the
+    # destination attaches, and the compute reads from the destination before the source stops serving.
+    source_changes = location_history(fleet, "ps1", tid, since=started)
+    destination_changes = location_history(fleet, "ps2", tid, since=started)
+    stale_at = first_change(source_changes, "AttachedStale")
+    multi_at = first_change(destination_changes, "AttachedMulti")
+    switched_at = compute_switched_at(fleet, "c-warm", "ps2", since=started)
+    demoted_at = first_change(source_changes, "Secondary")
+    assert stale_at < multi_at < switched_at < demoted_at, (source_changes, destination_changes, switched_at)
     assert compute_connstring(fleet, "c-warm") == f"postgres://no_user@127.0.0.1:{fleet.entry('ps2')['pg_port']}"
     report = run.report
     assert report["outcome"] == "migrated"
@@ -164,3 +179,29 @@ def test_compute_that_does_not_switch_stops_the_move_before_the_source_is_demote
     result = verdict(fleet, "c-stuck")
     assert unavailable_reads(result["during"]) == {}, result["during"]
     assert result["verified"]["lost_writes"] == 0, result["verified"]
+
+
+def test_destination_slow_to_catch_up_serves_no_read_before_it_has(fleet, report_dir):
+    """The LSN wait: ps3 starts ingesting WAL only 5 s after the attach. A cutover that did not wait for catch-up
+    would send the compute's reads (at its latest LSN, 2 s timeout) to a pageserver that cannot answer them yet."""
+    tid = tenant_id(fleet, "lagging")
+    before = workload(fleet, "c-lagging")
+    lag = requests.post(f"{fleet.url('ps3')}/sim/walreceiver", json={"connect_delay_ms": 5000}, timeout=10)
+    lag.raise_for_status()
+    try:
+        run = migrate(fleet, tid, "ps1", "ps3", report_dir, tenant_migration_prewarm=False)
+    finally:
+        requests.post(f"{fleet.url('ps3')}/sim/walreceiver", json={"connect_delay_ms": 0}, timeout=10)
+
+    assert run.rc == 0, run
+    result = verdict(fleet, "c-lagging")
+    during = result["during"]
+    failed = {
+        reason: count - (before.get("failures_by_reason") or {}).get(reason, 0)
+        for reason, count in (during.get("failures_by_reason") or {}).items()
+    }
+    reads = during["reads_ok"] - before["reads_ok"]
+    assert unavailable_reads({"failures_by_reason": failed}) == {}, during
+    assert slow_reads({"failures_by_reason": failed}) <= max(1, reads // 100), (failed, reads)
+    assert result["verified"]["lost_writes"] == 0, result["verified"]
+    assert_moved(fleet, tid, "ps1", "ps3")
