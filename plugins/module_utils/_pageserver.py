@@ -73,8 +73,35 @@ def timelines(client, tenant_shard_id) -> list:
 
 
 def timeline(client, tenant_shard_id, timeline_id) -> dict:
+    """``GET /v1/tenant/{tsid}/timeline/{tl}`` → TimelineInfo; 404 when absent or the shard is not attached."""
     path = f"/v1/tenant/{_tsid(tenant_shard_id)}/timeline/{validate_timeline_id(timeline_id)}"
     return client.get(path).data
+
+
+def create_timeline(
+    client, tenant_shard_id, timeline_id, ancestor_timeline_id=None, ancestor_start_lsn=None, pg_version=None
+) -> dict:
+    """``POST /v1/tenant/{tsid}/timeline`` → TimelineInfo (201, also when an identical timeline exists).
+
+    A branch when ``ancestor_timeline_id`` is given, else a bootstrap (root) timeline. Never retried by the
+    client: 409 (exists with other parameters) and 429 (being created) surface as ``NeonAPIError``.
+    """
+    body = {"new_timeline_id": validate_timeline_id(timeline_id)}
+    if ancestor_timeline_id is not None:
+        body["ancestor_timeline_id"] = validate_timeline_id(ancestor_timeline_id, "ancestor_timeline_id")
+        if ancestor_start_lsn is not None:
+            body["ancestor_start_lsn"] = str(Lsn.parse(ancestor_start_lsn))
+    elif ancestor_start_lsn is not None:
+        raise ValueError("ancestor_start_lsn: only valid together with ancestor_timeline_id")
+    if pg_version is not None:
+        body["pg_version"] = pg_version
+    return client.post(f"/v1/tenant/{_tsid(tenant_shard_id)}/timeline", json=body, expected=(200, 201)).data
+
+
+def delete_timeline(client, tenant_shard_id, timeline_id) -> int:
+    """``DELETE /v1/tenant/{tsid}/timeline/{tl}`` → 202 (started); poll ``timeline()`` until 404 to see it done."""
+    path = f"/v1/tenant/{_tsid(tenant_shard_id)}/timeline/{validate_timeline_id(timeline_id)}"
+    return client.delete(path, expected=(200, 202)).status
 
 
 def tenant_config(client, tenant_shard_id) -> dict:
@@ -132,6 +159,32 @@ def wait_lsn(client, tenant_shard_id, lsns: dict, timeout_s: float, http_timeout
 def timeline_with_ints(info: dict) -> dict:
     """A TimelineInfo with ``<field>_int`` next to every LSN field."""
     return lsn_fields_as_int(info)
+
+
+def timeline_mismatches(info: dict, ancestor_timeline_id=None, ancestor_start_lsn=None, pg_version=None) -> list:
+    """What differs between an existing TimelineInfo and the wanted creation parameters, one text per field.
+
+    The ancestor is always compared (``None`` = a root timeline), the branch LSN only when given, the
+    Postgres version only for a root timeline (the server ignores it for branches, which inherit it).
+    """
+    differences = []
+    have_ancestor = info.get("ancestor_timeline_id")
+    have_ancestor = have_ancestor.lower() if isinstance(have_ancestor, str) else None
+    want_ancestor = validate_timeline_id(ancestor_timeline_id, "ancestor_timeline_id") if ancestor_timeline_id else None
+    if have_ancestor != want_ancestor:
+        differences.append(
+            f"ancestor_timeline_id: wanted {want_ancestor or 'none (a root timeline)'}, "
+            f"the timeline has {have_ancestor or 'none (a root timeline)'}"
+        )
+    elif want_ancestor is not None and ancestor_start_lsn is not None:
+        wanted = Lsn.parse(ancestor_start_lsn)
+        # The server reports a zero branch point as null.
+        have = Lsn.parse(info["ancestor_lsn"]) if info.get("ancestor_lsn") else Lsn.INVALID
+        if wanted != have:
+            differences.append(f"ancestor_lsn: wanted {wanted}, the timeline branches at {have}")
+    if want_ancestor is None and pg_version is not None and info.get("pg_version") != pg_version:
+        differences.append(f"pg_version: wanted {pg_version}, the timeline has {info.get('pg_version')}")
+    return differences
 
 
 def overrides_equal(a: dict | None, b: dict | None) -> bool:

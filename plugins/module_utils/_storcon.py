@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
+from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_node_id, validate_tenant_id
+
+# Body text of the 404 the shared HTTP router gives for a route it does not serve.
+UNKNOWN_ROUTE_MESSAGE = "page not found"
+
 
 def _segment(value) -> str:
     # Path parameters come from user input: keep them one path segment.
@@ -56,3 +62,33 @@ def tenant_describe(client, tenant_id: str) -> dict:
 
 def locate(client, tenant_id: str) -> dict:
     return client.get(f"/debug/v1/tenant/{_segment(tenant_id)}/locate").data
+
+
+def is_unknown_route(exc: NeonAPIError) -> bool:
+    """A 404 for the route itself (the URL does not serve the controller's API), not for the object asked about."""
+    return exc.status == 404 and str(exc.message or "").strip().lower() == UNKNOWN_ROUTE_MESSAGE
+
+
+def nodes(client, node_id: int | None = None) -> list:
+    """All node descriptions, or only ``node_id``'s (``[]`` when the controller does not know that node).
+
+    A 404 for the route itself is raised, so a wrong URL is not mistaken for an unknown node.
+    """
+    if node_id is None:
+        return node_list(client)
+    try:
+        return [node_describe(client, validate_node_id(node_id))]
+    except NeonAPIError as exc:
+        if exc.status == 404 and not is_unknown_route(exc):
+            return []
+        raise
+
+
+def tenant_or_none(client, tenant_id: str) -> dict | None:
+    """The tenant's description, or ``None`` when the controller does not know the tenant."""
+    try:
+        return tenant_describe(client, validate_tenant_id(tenant_id))
+    except NeonAPIError as exc:
+        if exc.status == 404 and not is_unknown_route(exc):
+            return None
+        raise
