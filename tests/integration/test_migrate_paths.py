@@ -34,6 +34,8 @@ def fleet(neonsim_fleet_module):
     tenants, computes = plain_tenants("warm", "cold", "restart", "stuck", "lagging")
     # Someone's branch config the move must carry over and restore exactly.
     tenants[0]["tenant_conf"] = {"pitr_interval": "1h"}
+    # The lagging destination test needs reads that give up quickly (2 s) to see a cutover that came too early.
+    computes[-1]["workload"] = {**computes[-1]["workload"], "read_timeout_ms": 2000}
     sim = neonsim_fleet_module(topology(tenants, computes))
     for c in computes:
         wait_for_writes(sim, c["name"])
@@ -77,8 +79,7 @@ def test_warm_move_loses_no_read_and_no_write(fleet, report_dir):
     assert run.rc == 0, run
     result = verdict(fleet, "c-warm")
     during = result["during"]
-    assert unavailable_reads(during) == {}, during
-    assert slow_reads(during) <= max(1, during["reads_ok"] // 100), during
+    assert during["reads_failed"] == 0, during
     assert result["verified"]["lost_writes"] == 0, result["verified"]
     assert result["during"]["writes_acked"] > 0
     dst = assert_moved(fleet, tid, "ps1", "ps2")
@@ -182,11 +183,11 @@ def test_compute_that_does_not_switch_stops_the_move_before_the_source_is_demote
 
 
 def test_destination_slow_to_catch_up_serves_no_read_before_it_has(fleet, report_dir):
-    """The LSN wait: ps3 starts ingesting WAL only 5 s after the attach. A cutover that did not wait for catch-up
+    """The LSN wait: ps3 starts ingesting WAL only 20 s after the attach. A cutover that did not wait for catch-up
     would send the compute's reads (at its latest LSN, 2 s timeout) to a pageserver that cannot answer them yet."""
     tid = tenant_id(fleet, "lagging")
     before = workload(fleet, "c-lagging")
-    lag = requests.post(f"{fleet.url('ps3')}/sim/walreceiver", json={"connect_delay_ms": 5000}, timeout=10)
+    lag = requests.post(f"{fleet.url('ps3')}/sim/walreceiver", json={"connect_delay_ms": 20000}, timeout=10)
     lag.raise_for_status()
     try:
         run = migrate(fleet, tid, "ps1", "ps3", report_dir, tenant_migration_prewarm=False)
