@@ -79,7 +79,9 @@ def _env(tmp: Path) -> dict:
     return env
 
 
-def playbook_cmd(fleet, tenant_id: str, source: str, destination: str, report_dir: Path, check=False, **extra):
+def playbook_cmd(
+    fleet, tenant_id: str, source: str, destination: str, report_dir: Path, check=False, ansible_args=(), **extra
+):
     extra_vars = {
         "tenant_migration_tenant_id": tenant_id,
         "tenant_migration_source": source,
@@ -99,7 +101,7 @@ def playbook_cmd(fleet, tenant_id: str, source: str, destination: str, report_di
     ]
     if check:
         cmd.append("--check")
-    return cmd
+    return cmd + list(ansible_args)
 
 
 def neonsim_restart_command() -> str:
@@ -116,12 +118,16 @@ def latest_report(report_dir: Path, since: float = 0.0) -> dict | None:
     return json.loads(max(reports, key=lambda p: p.stat().st_mtime).read_text())
 
 
-def migrate(fleet, tenant_id, source, destination, report_dir, check=False, timeout=1800, **extra) -> Run:
+def migrate(
+    fleet, tenant_id, source, destination, report_dir, check=False, timeout=1800, ansible_args=(), **extra
+) -> Run:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     proc = subprocess.run(
-        playbook_cmd(fleet, tenant_id, source, destination, report_dir, check=check, **extra),
+        playbook_cmd(
+            fleet, tenant_id, source, destination, report_dir, check=check, ansible_args=ansible_args, **extra
+        ),
         cwd=report_dir,
         env=_env(report_dir),
         capture_output=True,
@@ -193,7 +199,8 @@ def tenant_entry(fleet, name: str) -> dict:
 
 
 def locations(fleet, pageserver: str) -> dict:
-    body = requests.get(f"{fleet.url(pageserver)}/v1/location_config", timeout=10).json()
+    body = requests.get(f"{fleet.url(pageserver)}/v1/location_config", headers=fleet.headers("pageserver"), timeout=10)
+    body = body.json()
     return {tsid: conf for tsid, conf in body["tenant_shards"]}
 
 
@@ -205,7 +212,9 @@ def shard_ids(fleet, name: str) -> list[str]:
 
 
 def timelines(fleet, pageserver: str, tsid: str) -> dict:
-    body = requests.get(f"{fleet.url(pageserver)}/v1/tenant/{tsid}/timeline", timeout=10).json()
+    body = requests.get(
+        f"{fleet.url(pageserver)}/v1/tenant/{tsid}/timeline", headers=fleet.headers("pageserver"), timeout=10
+    ).json()
     return {t["timeline_id"]: t for t in body}
 
 
