@@ -123,6 +123,7 @@ def migrate(
 ) -> Run:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
+    run_workloads_of(fleet, tenant_id)
     started = time.time()
     proc = subprocess.run(
         playbook_cmd(
@@ -144,6 +145,7 @@ class Background:
         self.report_dir = Path(report_dir)
         self.report_dir.mkdir(parents=True, exist_ok=True)
         self.tenant_id = tenant_id
+        run_workloads_of(fleet, tenant_id)
         self.started = time.time()
         self.log = open(self.report_dir / f"playbook-{int(self.started)}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -259,12 +261,33 @@ def wait_for_writes(fleet, compute: str, at_least: int = 20, timeout: float = 60
 
 
 def verdict(fleet, compute: str) -> dict:
-    """Stop the workload and read back every acknowledged key; then restart it for the next test."""
+    """Stop the workload and read back every acknowledged key; it stays stopped (counters reset) until the next
+    move of its tenant starts it again."""
     during = workload(fleet, compute)
     verified = workload_action(fleet, compute, "verify", timeout_ms=10000)
     workload_action(fleet, compute, "reset")
-    workload_action(fleet, compute, "start")
     return {"during": during, "verified": verified}
+
+
+def pause_workloads(fleet) -> None:
+    """Stop every compute's workload (acknowledged history kept). Only the tenant being moved needs live traffic,
+    and idle computes would cost the 2-core machine most of its CPU."""
+    for compute in fleet.fleet["computes"]:
+        workload_action(fleet, compute["name"], "stop")
+
+
+def run_workloads_of(fleet, tenant_id: str, new_writes: int = 10) -> None:
+    """Start the workload of each compute of this tenant that is stopped, and wait for some fresh writes so the
+    move happens under load. Running ones are left alone (they may be waiting on a node a test broke)."""
+    for compute in fleet.fleet["computes"]:
+        if compute["tenant_id"] != tenant_id:
+            continue
+        name = compute["name"]
+        current = workload(fleet, name)
+        if current.get("running"):
+            continue
+        workload_action(fleet, name, "start")
+        wait_for_writes(fleet, name, at_least=current.get("writes_acked", 0) + new_writes)
 
 
 # Page-read timeouts: the pageserver had not ingested the requested LSN in time (a lagging destination).

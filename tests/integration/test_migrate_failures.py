@@ -11,6 +11,7 @@ from migration_harness import (
     compute_connstring,
     locations,
     migrate,
+    pause_workloads,
     plain_tenants,
     tenant_id,
     topology,
@@ -30,6 +31,7 @@ def fleet(neonsim_fleet_module):
     sim = neonsim_fleet_module(topology(tenants + more, computes + more_computes))
     for c in computes + more_computes:
         wait_for_writes(sim, c["name"])
+    pause_workloads(sim)
     return sim
 
 

@@ -12,6 +12,7 @@ from migration_harness import (
     Background,
     compute_connstring,
     locations,
+    pause_workloads,
     shard_ids,
     tenant_id,
     timelines,
@@ -41,6 +42,7 @@ def fleet(neonsim_fleet_module):
     sim = neonsim_fleet_module(topology(tenants, computes))
     for c in computes:
         wait_for_writes(sim, c["name"])
+    pause_workloads(sim)
     return sim
 
 

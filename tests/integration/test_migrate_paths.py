@@ -15,6 +15,7 @@ from migration_harness import (
     locations,
     migrate,
     mutating_requests,
+    pause_workloads,
     plain_tenants,
     slow_reads,
     tenant_id,
@@ -39,6 +40,7 @@ def fleet(neonsim_fleet_module):
     sim = neonsim_fleet_module(topology(tenants, computes))
     for c in computes:
         wait_for_writes(sim, c["name"])
+    pause_workloads(sim)
     return sim
 
 
