@@ -92,3 +92,16 @@ def tenant_or_none(client, tenant_id: str) -> dict | None:
         if exc.status == 404 and not is_unknown_route(exc):
             return None
         raise
+
+
+SHARD_SCHEDULING_POLICIES = ("Active", "Essential", "Pause", "Stop")
+
+
+def set_tenant_scheduling(client, tenant_id: str, scheduling: str) -> None:
+    """Set the scheduling policy of every shard of the tenant (placement left as it is)."""
+    client.put(f"/control/v1/tenant/{_segment(validate_tenant_id(tenant_id))}/policy", json={"scheduling": scheduling})
+
+
+def shard_scheduling(tenant: dict | None) -> dict:
+    """``{tenant_shard_id: scheduling_policy}`` from a tenant description (``{}`` for none)."""
+    return {s["tenant_shard_id"]: s.get("scheduling_policy") for s in (tenant or {}).get("shards") or []}
