@@ -241,6 +241,13 @@ def compute_switched_at(fleet, compute: str, pageserver: str, since: float) -> f
     return times[0]
 
 
+def storcon_scheduling(fleet, tid: str) -> set:
+    """The tenant's shard scheduling policies on the storage controller."""
+    url = f"{fleet.storcon_url}/control/v1/tenant/{tid}"
+    body = requests.get(url, headers=fleet.headers("storcon"), timeout=10).json()
+    return {shard["scheduling_policy"] for shard in body["shards"]}
+
+
 def workload(fleet, compute: str) -> dict:
     return requests.get(f"{fleet.url(compute)}/sim/workload", timeout=10).json()
 

@@ -13,6 +13,7 @@ from migration_harness import (
     migrate,
     pause_workloads,
     plain_tenants,
+    storcon_scheduling,
     tenant_id,
     topology,
     verdict,
@@ -60,6 +61,7 @@ def test_destination_crash_during_catchup_rolls_back(fleet, report_dir):
     assert back["mode"] == "AttachedSingle"
     assert back["generation"] > result.report["generations"][tid]["after"] > original["generation"]
     assert back["tenant_conf"] == original["tenant_conf"]
+    assert storcon_scheduling(fleet, tid) == {"Active"}, "the storage controller's policy was not restored"
     assert compute_connstring(fleet, "c-b-crash") == pg_url(fleet, "ps1")
     outcome = verdict(fleet, "c-b-crash")
     assert outcome["verified"]["lost_writes"] == 0, outcome["verified"]
@@ -79,6 +81,7 @@ def test_playbook_killed_after_attach_then_rerun_completes(fleet, report_dir):
         fleet.clear_fault("ps2")
     assert locations(fleet, "ps1")[tid]["mode"] == "AttachedStale"
     assert locations(fleet, "ps2")[tid]["mode"] == "AttachedMulti"
+    assert storcon_scheduling(fleet, tid) == {"Stop"}
 
     rerun = migrate(fleet, tid, "ps1", "ps2", report_dir)
 
@@ -87,6 +90,8 @@ def test_playbook_killed_after_attach_then_rerun_completes(fleet, report_dir):
     assert rerun.report["resumed_from"] == {tid: "catchup"}
     assert locations(fleet, "ps2")[tid]["mode"] == "AttachedSingle"
     assert locations(fleet, "ps2")[tid]["tenant_conf"] == {}
+    # The rerun found Stop, took the policy from before out of the journal and put it back.
+    assert storcon_scheduling(fleet, tid) == {"Active"}
     assert compute_connstring(fleet, "c-killed") == pg_url(fleet, "ps2")
     outcome = verdict(fleet, "c-killed")
     assert outcome["verified"]["lost_writes"] == 0, outcome["verified"]

@@ -18,6 +18,7 @@ from migration_harness import (
     pause_workloads,
     plain_tenants,
     slow_reads,
+    storcon_scheduling,
     tenant_id,
     timelines,
     topology,
@@ -68,6 +69,7 @@ def test_check_mode_plans_and_changes_nothing(fleet, report_dir):
     for phase in ("suspend:", "prewarm:", "stale:", "attach:", "catchup:", "cutover:", "finalize:"):
         assert phase in plan
     assert "source AttachedSingle gen" in plan
+    assert "/policy scheduling=Stop (now Active); at the end scheduling=Active" in plan
 
 
 def test_warm_move_loses_no_read_and_no_write(fleet, report_dir):
@@ -98,11 +100,18 @@ def test_warm_move_loses_no_read_and_no_write(fleet, report_dir):
     switched_at = compute_switched_at(fleet, "c-warm", "ps2", since=started)
     demoted_at = first_change(source_changes, "Secondary")
     assert stale_at < multi_at < switched_at < demoted_at, (source_changes, destination_changes, switched_at)
+    # The storage controller was kept away (scheduling Stop) for every pageserver change and given the tenant back.
+    changes = mutating_requests(fleet, since_ts=started)
+    policy_puts = [r["ts"] for r in changes if r["path"] == f"/control/v1/tenant/{tid}/policy"]
+    location_puts = [r["ts"] for r in changes if r["path"] == f"/v1/tenant/{tid}/location_config"]
+    assert len(policy_puts) == 2 and policy_puts[0] < min(location_puts) and policy_puts[1] > max(location_puts)
+    assert storcon_scheduling(fleet, tid) == {"Active"}
     assert compute_connstring(fleet, "c-warm") == f"postgres://no_user@127.0.0.1:{fleet.entry('ps2')['pg_port']}"
     report = run.report
     assert report["outcome"] == "migrated"
     assert report["bytes_warmed"] > 0
     assert report["source_mode_at_attach"] == {tid: "AttachedStale"}
+    assert report["storcon_scheduling"] == {"original": "Active", "restored": True}
     assert report["generations"][tid]["after"] == dst["generation"]
     names = [p["name"] for p in report["phases"]]
     assert names == ["suspend", "prewarm", "stale", "attach", "catchup", "cutover", "finalize", "verify"]
