@@ -307,6 +307,7 @@ class ComputeNode(Node):
         self.ctl.on_applied = self._spec_applied
         self.workload_options = dict(entry.get("workload") or {})
         self.workload: Workload | None = None
+        self._last_connstring: str | None = None  # the history file's last entry, read once
         self.http = ctx.make_http_app(error_key="error", auth_mode="compute", allow=COMPUTE_ALLOW)
         r = self.http.router
         r.add_get("/status", self.status)
@@ -353,9 +354,12 @@ class ComputeNode(Node):
             _conn, connstring, _stripe = pageserver_conn(spec)
         except SpecError:
             return
-        history = self._pageserver_history()
-        if history and history[-1]["connstring"] == connstring:
+        if self._last_connstring is None:
+            history = self._pageserver_history()
+            self._last_connstring = history[-1]["connstring"] if history else ""
+        if connstring == self._last_connstring:
             return
+        self._last_connstring = connstring
         with open(self._history_path, "a", encoding="utf-8") as out:
             out.write(json.dumps({"ts": round(time.time(), 6), "connstring": connstring}) + "\n")
 

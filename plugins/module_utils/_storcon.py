@@ -69,6 +69,11 @@ def is_unknown_route(exc: NeonAPIError) -> bool:
     return exc.status == 404 and str(exc.message or "").strip().lower() == UNKNOWN_ROUTE_MESSAGE
 
 
+def failure_reason(exc: NeonAPIError) -> str | None:
+    """What to add to a failure message: a 404 for the route itself means the URL is not a storage controller."""
+    return "the URL does not serve the storage controller API" if is_unknown_route(exc) else None
+
+
 def nodes(client, node_id: int | None = None) -> list:
     """All node descriptions, or only ``node_id``'s (``[]`` when the controller does not know that node).
 

@@ -117,8 +117,7 @@ def main():
     try:
         nodes = _storcon.nodes(client, node_id)
     except NeonAPIError as exc:
-        reason = "the URL does not serve the storage controller API" if _storcon.is_unknown_route(exc) else None
-        fail_api(module, exc, attempted, reason=reason)
+        fail_api(module, exc, attempted, reason=_storcon.failure_reason(exc))
     module.exit_json(changed=False, nodes=nodes, found=bool(nodes))
 
 

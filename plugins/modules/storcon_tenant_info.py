@@ -111,8 +111,7 @@ def main():
     try:
         tenant = _storcon.tenant_or_none(client, tenant_id)
     except NeonAPIError as exc:
-        reason = "the URL does not serve the storage controller API" if _storcon.is_unknown_route(exc) else None
-        fail_api(module, exc, f"read tenant {tenant_id} on the storage controller", reason=reason)
+        fail_api(module, exc, f"read tenant {tenant_id} on the storage controller", reason=_storcon.failure_reason(exc))
     module.exit_json(changed=False, tenant=tenant, found=tenant is not None)
 
 
