@@ -109,6 +109,15 @@ options:
     description: Seconds between retries and status polls.
     type: float
     default: 1
+  apply:
+    description:
+      - V(configure) sends compute_ctl C(/configure) (and writes O(spec_path) when given).
+      - V(spec_file) only writes the new connection into O(spec_path) and sends nothing to compute_ctl, for computes
+        that are restarted to pick it up (the caller restarts them).
+    type: str
+    choices: [configure, spec_file]
+    default: configure
+    version_added: 0.2.0
 attributes:
   check_mode:
     support: full
@@ -244,6 +253,7 @@ def argument_spec():
         pgdata={"type": "path"},
         wait_timeout={"type": "float", "default": 120.0},
         poll_interval={"type": "float", "default": 1.0},
+        apply={"type": "str", "choices": ["configure", "spec_file"], "default": "configure"},
     )
 
 
@@ -416,7 +426,7 @@ class ComputePageserver:
         protocol_same = (spec.get("pageserver_connection_info") or {}).get("prefer_protocol", "libpq") == info[
             "prefer_protocol"
         ]
-        needs_configure = not (applied and protocol_same)
+        needs_configure = not (applied and protocol_same) and self.params["apply"] == "configure"
         needs_spec_write = self.params["spec_path"] is not None and new_spec != spec
 
         result = {
@@ -470,6 +480,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
         required_one_of=[("spec", "spec_path")],
+        required_if=[("apply", "spec_file", ("spec_path",))],
         mutually_exclusive=[("spec", "spec_path")],
         supports_check_mode=True,
     )

@@ -1,0 +1,476 @@
+# Copyright: neonops.storage contributors
+# Apache License 2.0 (see LICENSE)
+"""What the tenant-migration runbook decides from observed state. Pure functions, no I/O.
+
+Internal to neonops.storage; may change in any release. The executor (``_migration_run``) reads the fleet, hands
+what it saw to these functions and acts on their answer, so every decision is unit-tested on its own: each shard's
+stage (where an interrupted move resumes), the path (live, failover, nothing to do), the lock, the catch-up
+targets, branches missing on the destination, the compute plan, the recovery after a failure and the report's
+figures. The runbook follows RFC 028 (neondatabase/neon ``docs/rfcs/028-pageserver-migration.md``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_tenant_id
+from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn
+
+ATTACHED_MODES = ("AttachedSingle", "AttachedMulti", "AttachedStale")
+
+# Stages a shard can be found in, in the order a move passes them.
+STAGES = ("start", "attach", "catchup", "finalize", "done")
+# Phases whose time is spent waiting on data (downloads, WAL ingest), not on orchestration.
+WAITING_PHASES = ("prewarm", "catchup")
+# Outcomes after which the lock file is removed (nothing left for a rerun to finish).
+FINISHED_OUTCOMES = ("migrated", "already_done", "failover", "rolled_back", "rolled_forward", "failed_preflight")
+OK_OUTCOMES = ("planned", "migrated", "already_done", "failover", "rolled_forward")
+
+_SHARD_SUFFIX = re.compile(r"[0-9a-f]{4}\Z")
+
+
+class MigrationError(Exception):
+    """A refusal or failure the operator must read: the message names what was found and what to do."""
+
+
+# ---- parameters --------------------------------------------------------------------------------------------
+
+
+def normalize_shard_filter(tenant_id: str, value) -> str:
+    """``""`` (every shard), ``"NNCC"`` or ``"<tenant_id>-NNCC"`` → ``""`` or ``"nncc"``."""
+    if value in (None, ""):
+        return ""
+    text = str(value).lower()
+    if len(text) == 37 and text[32] == "-":
+        if text[:32] != tenant_id:
+            raise MigrationError(f"shard: {value!r} names another tenant than tenant_id {tenant_id}")
+        text = text[33:]
+    if not _SHARD_SUFFIX.fullmatch(text):
+        raise MigrationError(f"shard: invalid shard {value!r}: expected NNCC (hex) or <tenant_id>-NNCC")
+    try:
+        TenantShardId(tenant_id, int(text[:2], 16), int(text[2:], 16))
+    except ValueError as exc:
+        raise MigrationError(f"shard: invalid shard {value!r}: {exc}") from None
+    return text
+
+
+def resolve_node(nodes: list, wanted, field: str) -> dict:
+    """A pageserver of the inventory by inventory name or by node id."""
+    text = str(wanted).strip() if wanted is not None else ""
+    if not text:
+        raise MigrationError(f"{field}: required (an inventory hostname of group pageservers, or a node id)")
+    for node in nodes:
+        if node["name"] == text:
+            return node
+    for node in nodes:
+        if str(node.get("node_id")) == text:
+            return node
+    names = ", ".join(f"{n['name']} (node {n.get('node_id')})" for n in nodes) or "none"
+    raise MigrationError(
+        f"{field}: {text!r} is neither an inventory hostname nor a node id of the pageservers: {names}"
+    )
+
+
+def remote_storage_mismatch(source: dict, destination: dict) -> str | None:
+    """Why the two pageservers cannot hand a tenant over through S3, or None.
+
+    An attach reads the tenant's index_part from the destination's own bucket and prefix, so both must be the
+    same until a copy step exists.
+    """
+    src = (source.get("s3_bucket") or "", _prefix(source.get("s3_prefix")))
+    dst = (destination.get("s3_bucket") or "", _prefix(destination.get("s3_prefix")))
+    if src == dst:
+        return None
+    return (
+        f"{source['name']} stores tenants in bucket {src[0] or '(default)'!r} under prefix {src[1] or '(none)'!r}, "
+        f"{destination['name']} in bucket {dst[0] or '(default)'!r} under prefix {dst[1] or '(none)'!r}; a move "
+        "between different remote storage locations is refused (the destination would not find the tenant's data)"
+    )
+
+
+def _prefix(value) -> str:
+    return (value or "").strip("/")
+
+
+# ---- lock ----------------------------------------------------------------------------------------------------
+
+
+def lock_verdict(holder: dict, me: dict, now: float, holder_alive: bool | None, stale_after: float, takeover: bool):
+    """``(free, reason)`` for a lock file's content ``holder`` ({} when there is none).
+
+    ``holder_alive`` is whether the holder's process still runs (None when it ran on another host).
+    """
+    if not holder:
+        return True, "no lock"
+    if holder.get("released"):
+        return True, "released by its last run"
+    owner = holder.get("owner") or {}
+    if owner.get("run_id") and owner.get("run_id") == me.get("run_id"):
+        return True, "held by this run"
+    if owner.get("host") == me.get("host") and holder_alive is False:
+        return True, f"its process {owner.get('pid')} is gone"
+    age = now - float(holder.get("heartbeat_s") or 0)
+    if age > stale_after:
+        return True, f"heartbeat {int(age)} s old (> {int(stale_after)} s)"
+    if takeover:
+        return True, "taken over on request"
+    return False, f"held by {owner} in phase {holder.get('phase', '?')}, heartbeat {int(age)} s ago"
+
+
+# ---- discovery -----------------------------------------------------------------------------------------------
+
+
+def collect_shard_ids(tenant_id: str, shard_filter: str, *sources) -> list:
+    """Every shard id of the tenant named in any of ``sources`` (iterables of tenant shard ids), sorted."""
+    found = set()
+    for source in sources:
+        for tsid in source or ():
+            text = str(tsid).lower()
+            if text == tenant_id or (len(text) == 37 and text.startswith(tenant_id + "-")):
+                found.add(text)
+    if shard_filter:
+        found = {t for t in found if t.endswith("-" + shard_filter)}
+    return sorted(found)
+
+
+def shard_stage(src_mode: str, dst_mode: str) -> str:
+    """Where a shard's move stands, from both locations' modes; 'lost' when neither holds it attached."""
+    if dst_mode == "AttachedSingle":
+        return "finalize" if src_mode in ATTACHED_MODES else "done"
+    if dst_mode == "AttachedMulti":
+        return "catchup"
+    if src_mode == "AttachedStale":
+        return "attach"
+    if src_mode in ATTACHED_MODES:
+        return "start"
+    return "lost"
+
+
+def describe_shard(tsid: str, src_loc, dst_loc, src_reachable: bool, journal_shard: dict, suspend_overrides: dict):
+    """One shard's observed state, its originals (from the journal first) and its stage."""
+    tsid_parsed = TenantShardId.parse(tsid)
+    journal_shard = journal_shard or {}
+    src_mode = src_loc["mode"] if src_loc else ("absent" if src_reachable else "unreachable")
+    dst_mode = dst_loc["mode"] if dst_loc else "absent"
+    if "orig_conf" in journal_shard:
+        orig_conf = journal_shard["orig_conf"]
+    elif src_loc and src_mode in ATTACHED_MODES:
+        orig_conf = src_loc.get("tenant_conf") or {}
+    else:
+        orig_conf = (dst_loc or {}).get("tenant_conf") or {}
+    stripe = (src_loc or {}).get("shard_stripe_size") or (dst_loc or {}).get("shard_stripe_size")
+    if not stripe:
+        stripe = journal_shard.get("stripe_size") or 0
+    return {
+        "tsid": tsid,
+        "shard_number": tsid_parsed.shard_number,
+        "shard_count": tsid_parsed.shard_count,
+        "stripe_size": stripe,
+        "src_mode": src_mode,
+        "src_generation": (src_loc or {}).get("generation"),
+        "dst_mode": dst_mode,
+        "dst_generation": (dst_loc or {}).get("generation"),
+        "orig_generation": journal_shard.get("orig_generation", (src_loc or {}).get("generation")),
+        "orig_mode": journal_shard.get(
+            "orig_mode", src_mode if src_mode in ("AttachedSingle", "AttachedMulti") else "AttachedSingle"
+        ),
+        "orig_conf": dict(orig_conf),
+        "suspended_conf": {**orig_conf, **(suspend_overrides or {})},
+        "stage": shard_stage(src_mode, dst_mode),
+    }
+
+
+def migration_path(shards: list, src_reachable: bool) -> str:
+    if shards and all(s["stage"] == "done" for s in shards):
+        return "done"
+    return "live" if src_reachable else "failover"
+
+
+def journal_for(previous: dict, source: str, destination: str) -> dict:
+    """The durable journal of an earlier run, only when it moved the same tenant between the same nodes."""
+    previous = previous or {}
+    if previous.get("source") == source and previous.get("destination") == destination:
+        return previous
+    return {}
+
+
+def shard_originals(shard: dict) -> dict:
+    return {k: shard[k] for k in ("orig_conf", "orig_generation", "orig_mode", "stripe_size")}
+
+
+def storcon_policy_to_restore(current: str, recorded: str) -> str:
+    """The scheduling policy to give back at the end: Stop found now may be an interrupted run's own."""
+    if current == "Stop" and recorded:
+        return recorded
+    return current
+
+
+def generations_seen(journal_generations: dict, shards: list) -> dict:
+    """Generations before/after per shard: the journal's, updated from destinations already attached."""
+    generations = {k: dict(v) for k, v in (journal_generations or {}).items()}
+    for s in shards:
+        if s["dst_mode"] in ("AttachedMulti", "AttachedSingle"):
+            entry = generations.setdefault(s["tsid"], {})
+            entry.update({"before": s["orig_generation"], "after": s["dst_generation"]})
+    return generations
+
+
+# ---- preflight -----------------------------------------------------------------------------------------------
+
+
+def headroom_refusal(free_bytes, physical_bytes: int, ratio: float, destination: str) -> str | None:
+    needed = int(physical_bytes * ratio)
+    if free_bytes is None or int(free_bytes) < needed:
+        return (
+            f"{destination} has {free_bytes if free_bytes is not None else 'unknown'} bytes free; the tenant needs "
+            f"{physical_bytes} bytes x {ratio} = {needed}"
+        )
+    return None
+
+
+def scheduling_refusal(node: dict | None, refused: list, destination: str) -> str | None:
+    """A destination the storage controller is draining or removing must not receive tenants."""
+    if not node:
+        return None  # unknown to the controller: it does not schedule onto it
+    policy = node.get("scheduling")
+    if policy in refused:
+        return (
+            f"{destination} (node {node.get('id')}) has scheduling policy {policy} on the storage controller; "
+            "it must not receive tenants"
+        )
+    return None
+
+
+# ---- catch-up ------------------------------------------------------------------------------------------------
+
+
+def catchup_targets(moving: list, timeline_ids: list, baseline: dict, safekeeper_commit: dict) -> dict:
+    """``{tsid: {timeline_id: lsn_int}}``: the source's last_record_lsn after it went stale, raised to the
+    safekeepers' commit_lsn (read at the same time) when that is known."""
+    targets = {}
+    for tsid in moving:
+        shard_baseline = baseline.get(tsid, {})
+        targets[tsid] = {
+            tl: max(int(shard_baseline.get(tl, 0)), int(safekeeper_commit.get(tl, 0))) for tl in timeline_ids
+        }
+    return targets
+
+
+def lagging(targets: dict, reached: dict) -> dict:
+    """``{timeline_id: bytes behind}`` for timelines below their target; a missing timeline lags by all of it."""
+    return {tl: lsn - int(reached.get(tl, -1)) for tl, lsn in targets.items() if int(reached.get(tl, -1)) < lsn}
+
+
+def missing_timelines(src_by_shard: dict, dst_by_shard: dict, shard_numbers: dict) -> list:
+    """Timelines the source has and the destination lacks, per shard: branches created during the move."""
+    missing = []
+    for tsid, timelines in src_by_shard.items():
+        have = {t["timeline_id"] for t in dst_by_shard.get(tsid, [])}
+        for t in timelines:
+            if t["timeline_id"] not in have:
+                missing.append(
+                    {
+                        "tsid": tsid,
+                        "shard_number": shard_numbers.get(tsid, 0),
+                        "timeline_id": t["timeline_id"],
+                        "ancestor_timeline_id": t.get("ancestor_timeline_id"),
+                        "ancestor_lsn": t.get("ancestor_lsn"),
+                        "pg_version": t.get("pg_version"),
+                    }
+                )
+    # Shard 0 first: upstream creates a timeline on shard zero before the others.
+    return sorted(missing, key=lambda m: (m["shard_number"], m["timeline_id"]))
+
+
+def creation_order(missing: list) -> list:
+    """Missing timelines ordered so an ancestor that is itself missing is created before its branches."""
+    ordered, pending = [], list(missing)
+    known_missing = {(m["tsid"], m["timeline_id"]) for m in missing}
+    created = set()
+    while pending:
+        progressed = False
+        for m in list(pending):
+            parent = (m["tsid"], m["ancestor_timeline_id"])
+            if parent not in known_missing or parent in created:
+                ordered.append(m)
+                created.add((m["tsid"], m["timeline_id"]))
+                pending.remove(m)
+                progressed = True
+        if not progressed:  # a cycle cannot happen upstream; keep the rest in their order
+            ordered.extend(pending)
+            break
+    return ordered
+
+
+# ---- computes ------------------------------------------------------------------------------------------------
+
+
+def tenant_computes(computes: list, tenant_id: str) -> list:
+    return [c for c in computes or [] if str(c.get("tenant_id") or "").lower() == tenant_id]
+
+
+def compute_pageservers(current_connstring, shard_count: int, moved: list, destination: dict, addr_to_id: dict):
+    """``(pageservers, needs_switch)`` for one compute: the destination for every moved shard number, the current
+    pageserver for the others (by its address in ``current_connstring``, one URL per shard)."""
+    current = [u.strip() for u in (current_connstring or "").split(",")] if current_connstring else []
+    plan = []
+    for number in range(max(int(shard_count), 1)):
+        if number in moved:
+            plan.append({"node_id": destination["node_id"], "libpq_url": destination["libpq_url"]})
+            continue
+        url = current[number] if number < len(current) else ""
+        address = url.split("@", 1)[-1].split("/", 1)[0]
+        plan.append({"node_id": addr_to_id.get(address), "libpq_url": url})
+    return plan, [p["libpq_url"] for p in plan] != current
+
+
+def compute_on_destination(connstring, moved: list, destination_libpq: str) -> bool:
+    current = [u.strip() for u in (connstring or "").split(",")]
+    return all(n < len(current) and current[n] == destination_libpq for n in moved)
+
+
+# ---- recovery ------------------------------------------------------------------------------------------------
+
+
+def recovery_decision(
+    mutated: bool, cutover_started: bool, failed_phase: str, source_answers: bool, rollback: bool, failover: bool
+) -> str:
+    """How to recover from a failure: before any compute moved, the source keeps the tenant (roll back), or the
+    destination takes it alone when the source is gone (fail over); after, only forward is safe."""
+    if not mutated:
+        return "none"
+    if cutover_started or failed_phase in ("cutover", "finalize", "verify", "failover"):
+        return "forward"
+    if source_answers:
+        return "rollback" if rollback else "none"
+    return "failover" if failover else "none"
+
+
+# ---- plan and report -----------------------------------------------------------------------------------------
+
+
+def plan_lines(state: dict, options: dict) -> list:
+    """The plan as text: what was observed, then every request each phase would make."""
+    src, dst, storcon = state["source"], state["destination"], state["storcon"]
+    shards = state["shards"]
+    lines = []
+    for s in shards:
+        lines.append(
+            f"observed {s['tsid']}: source {s['src_mode']} gen {s['src_generation']}, destination {s['dst_mode']} "
+            f"gen {s['dst_generation']}, stage {s['stage']}, original overrides {_json(s['orig_conf'])}"
+        )
+    lines.append(f"computes: {', '.join(c['name'] for c in state['computes']) or 'none'}")
+    lines.append(
+        f"destination free bytes {state.get('free_bytes', '?')}, tenant physical size {state['physical_size']}"
+    )
+    path = state["path"]
+    if state.get("storcon_known") and state.get("storcon_scheduling") != "Stop" and path != "done":
+        lines.append(
+            f"controller: PUT {storcon['url']}/control/v1/tenant/{state['tenant_id']}/policy scheduling=Stop "
+            f"(now {state['storcon_scheduling']}); at the end scheduling={state['storcon_scheduling']}"
+        )
+    start = [s for s in shards if s["stage"] == "start"]
+    attach = [s for s in shards if s["stage"] in ("start", "attach")]
+    moving = [s for s in shards if s["stage"] in ("start", "attach", "catchup")]
+    if path == "live":
+        stages = ", ".join(sorted({s["stage"] for s in shards}, key=STAGES.index))
+        lines.append(f"path: live migration (resuming at stages {stages})")
+        for s in start:
+            lines.append(
+                f"suspend: PUT {src['api_url']}/v1/tenant/{s['tsid']}/location_config mode={s['src_mode']} "
+                f"generation={s['src_generation']} tenant_conf={_json(s['suspended_conf'])}"
+            )
+        if options["prewarm"]:
+            for s in attach:
+                lines.append(
+                    f"prewarm: PUT {dst['api_url']}/v1/tenant/{s['tsid']}/location_config mode=Secondary warm=true; "
+                    f"POST {src['api_url']}/v1/tenant/{s['tsid']}/heatmap_upload; POST {dst['api_url']}/v1/tenant/"
+                    f"{s['tsid']}/secondary/download?wait_ms={options['download_request_ms']} until complete or "
+                    f"{options['download_timeout']} s"
+                )
+        for s in start:
+            lines.append(
+                f"stale: PUT {src['api_url']}/v1/tenant/{s['tsid']}/location_config?flush_ms={options['flush_ms']} "
+                f"mode=AttachedStale generation={s['src_generation']}"
+            )
+        for s in attach:
+            lines.append(
+                f"attach: POST {storcon['url']}/debug/v1/attach-hook node_id={dst['node_id']} (new generation > "
+                f"{s['src_generation']}); PUT {dst['api_url']}/v1/tenant/{s['tsid']}/location_config "
+                "mode=AttachedMulti; wait until Active"
+            )
+        for s in moving:
+            lines.append(
+                f"catchup: GET {dst['api_url']}/v1/tenant/{s['tsid']}/timeline until last_record_lsn >= source "
+                f"baseline{' and safekeeper commit_lsn' if options['catchup_include_safekeepers'] else ''} "
+                f"(deadline {options['catchup_timeout']} s)"
+            )
+        lines.append(
+            "timelines: compare the source and destination timeline sets; recreate branches missing on the destination"
+        )
+    elif path == "failover":
+        lines.append(f"path: failover (source {src['name']} unreachable)")
+        for s in shards:
+            lines.append(
+                f"failover: source unreachable; POST attach-hook node_id={dst['node_id']}; PUT {dst['api_url']}"
+                f"/v1/tenant/{s['tsid']}/location_config mode=AttachedSingle tenant_conf={_json(s['orig_conf'])}"
+            )
+    else:
+        lines.append(f"path: nothing to move, the tenant is already on {dst['name']}")
+    numbers = ",".join(str(s["shard_number"]) for s in shards)
+    for c in state["computes"]:
+        how = (
+            f"POST {c['api_url']}/configure"
+            if options["compute_cutover"] == "reconfigure"
+            else f"rewrite {c.get('spec_path')} and run the restart command"
+        )
+        lines.append(
+            f"cutover: {how} for {c['name']} with the destination for shards {numbers} (skipped when it already "
+            "uses the destination); then check its postgresql.conf"
+        )
+    if path != "done":
+        final = "Secondary" if options["source_final_mode"] == "secondary" else "Detached"
+        for s in shards:
+            lines.append(
+                f"finalize: PUT {dst['api_url']}/v1/tenant/{s['tsid']}/location_config mode=AttachedSingle "
+                f"tenant_conf={_json(s['orig_conf'])}"
+            )
+            skipped = "" if state["src_reachable"] else " (skipped: source unreachable)"
+            lines.append(f"finalize: PUT {src['api_url']}/v1/tenant/{s['tsid']}/location_config mode={final}{skipped}")
+    lines.append(
+        "verify: destination AttachedSingle and Active with the original overrides, same timelines, "
+        "remote_consistent_lsn past the cutover point, computes on the destination"
+    )
+    return lines
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def figures(phases: list, started_s: float, now_s: float) -> dict:
+    """Total, waiting (downloads and catch-up) and orchestration overhead, in seconds."""
+    total = max(0.0, now_s - started_s)
+    waiting = sum(float(p.get("seconds") or 0) for p in phases if p["name"] in WAITING_PHASES)
+    return {
+        "total_seconds": round(total, 3),
+        "waiting_seconds": round(waiting, 3),
+        "overhead_seconds": round(total - waiting, 3),
+    }
+
+
+def lsn_text(value) -> str:
+    return str(Lsn(int(value)))
+
+
+def lsn_texts(by_shard: dict) -> dict:
+    return {tsid: {tl: lsn_text(v) for tl, v in tls.items()} for tsid, tls in (by_shard or {}).items()}
+
+
+def validate_tenant(value) -> str:
+    try:
+        return validate_tenant_id(value)
+    except ValueError as exc:
+        raise MigrationError(str(exc)) from None

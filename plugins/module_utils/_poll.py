@@ -1,0 +1,44 @@
+# Copyright: neonops.storage contributors
+# Apache License 2.0 (see LICENSE)
+"""Poll until a condition holds or a deadline passes. Internal to neonops.storage; may change in any release."""
+
+from __future__ import annotations
+
+import time
+
+# First sleep and ceiling between polls: the storage controller's own reconcilers poll about every 500 ms.
+FIRST_SLEEP = 0.05
+MAX_SLEEP = 0.5
+
+
+class PollTimeout(Exception):
+    """The deadline passed; ``last`` is the last value the probe returned."""
+
+    def __init__(self, what: str, seconds: float, last=None):
+        self.what = what
+        self.seconds = seconds
+        self.last = last
+        super().__init__(f"{what}: not reached within {seconds:g} s")
+
+
+def backoff(attempt: int, first: float = FIRST_SLEEP, ceiling: float = MAX_SLEEP) -> float:
+    return min(first * (2**attempt), ceiling)
+
+
+def poll(probe, seconds: float, what: str, ceiling: float = MAX_SLEEP, sleep=time.sleep, clock=time.monotonic):
+    """Call ``probe()`` until it returns ``(True, value)``; return ``value``.
+
+    ``probe`` returns ``(done, value)``; on the deadline ``PollTimeout`` carries the last value. The probe runs at
+    least once, even with ``seconds`` 0.
+    """
+    deadline = clock() + max(0.0, seconds)
+    attempt = 0
+    while True:
+        done, value = probe()
+        if done:
+            return value
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise PollTimeout(what, seconds, value)
+        sleep(min(backoff(attempt, ceiling=ceiling), remaining))
+        attempt += 1
