@@ -134,20 +134,29 @@ def collect_shard_ids(tenant_id: str, shard_filter: str, *sources) -> list:
 
 
 def shard_stage(src_mode: str, dst_mode: str) -> str:
-    """Where a shard's move stands, from both locations' modes; 'lost' when neither holds it attached."""
+    """Where a shard's move stands, from both locations' modes; 'lost' when neither holds it attached.
+
+    A shard of an unreachable source is taken from the storage controller's record of what that node held."""
     if dst_mode == "AttachedSingle":
         return "finalize" if src_mode in ATTACHED_MODES else "done"
     if dst_mode == "AttachedMulti":
         return "catchup"
     if src_mode == "AttachedStale":
         return "attach"
+    if src_mode == "unreachable":
+        return "attach"  # the source is gone: what is left is attaching the destination (failover)
     if src_mode in ATTACHED_MODES:
         return "start"
     return "lost"
 
 
-def describe_shard(tsid: str, src_loc, dst_loc, src_reachable: bool, journal_shard: dict, suspend_overrides: dict):
-    """One shard's observed state, its originals (from the journal first) and its stage."""
+def describe_shard(
+    tsid: str, src_loc, dst_loc, src_reachable: bool, journal_shard: dict, suspend_overrides: dict, fallback_conf=None
+):
+    """One shard's observed state, its originals (from the journal first) and its stage.
+
+    ``fallback_conf`` (the storage controller's copy of the tenant config) stands in for the originals when neither
+    the journal nor a location that holds them can be read, as in a failover from a dead source."""
     tsid_parsed = TenantShardId.parse(tsid)
     journal_shard = journal_shard or {}
     src_mode = src_loc["mode"] if src_loc else ("absent" if src_reachable else "unreachable")
@@ -156,8 +165,10 @@ def describe_shard(tsid: str, src_loc, dst_loc, src_reachable: bool, journal_sha
         orig_conf = journal_shard["orig_conf"]
     elif src_loc and src_mode in ATTACHED_MODES:
         orig_conf = src_loc.get("tenant_conf") or {}
+    elif dst_loc and dst_loc.get("mode") in ATTACHED_MODES:
+        orig_conf = dst_loc.get("tenant_conf") or {}
     else:
-        orig_conf = (dst_loc or {}).get("tenant_conf") or {}
+        orig_conf = (dst_loc or {}).get("tenant_conf") or fallback_conf or {}
     stripe = (src_loc or {}).get("shard_stripe_size") or (dst_loc or {}).get("shard_stripe_size")
     if not stripe:
         stripe = journal_shard.get("stripe_size") or 0

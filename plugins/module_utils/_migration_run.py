@@ -8,8 +8,9 @@ the fleet, applies them and keeps two files on the controller:
 - the tenant's lock file ``<state_dir>/<tenant_id>.lock``: the owner (host, pid, run id), a heartbeat and the phase
   refreshed at every step, and the journal (the tenant's original overrides, generations and catch-up baseline) that
   lets a rerun of an interrupted move continue;
-- the run's report ``<report_dir>/<run_id>.json``: this run's progress (phases, figures, plan, outcome), rewritten
-  at every step so it also shows a run in progress, and completed with a Markdown summary at the end.
+- the run's state ``<state_dir>/<run_id>.run.json``: this run's progress (phases, figures, plan, outcome), rewritten
+  at every step and removed at the end, when the report ``<report_dir>/<run_id>.json`` and its Markdown summary
+  ``<run_id>.md`` are written.
 
 Every request goes through ``NeonClient`` (one per service), built by the caller with the connection options.
 """
@@ -137,6 +138,7 @@ class MigrationRun:
         self.run: dict = {}
         self.lock_path = os.path.join(params["state_dir"], f"{params['tenant_id']}.lock")
         self.report_path = os.path.join(params["report_dir"], f"{params['run_id']}.json")
+        self.run_path = os.path.join(params["state_dir"], f"{params['run_id']}.run.json")
 
     # -- clients
 
@@ -175,9 +177,9 @@ class MigrationRun:
     # -- persistence
 
     def load(self):
-        self.run = read_json_file(self.report_path, "the run's report")
+        self.run = read_json_file(self.run_path, "the run's state")
         if not self.run:
-            raise MigrationError(f"run {self.p['run_id']}: no report at {self.report_path}; the begin step did not run")
+            raise MigrationError(f"run {self.p['run_id']}: no state at {self.run_path}; the begin step did not run")
         if self.run.get("lock_held") and not self.holds_lock():
             raise MigrationError(
                 f"run {self.p['run_id']} no longer holds {self.lock_path}: another run took the lock over; stopping"
@@ -185,7 +187,7 @@ class MigrationRun:
 
     def save(self):
         self.run["updated"] = iso(self.clock())
-        write_json_file(self.report_path, self.run, mode=0o644)
+        write_json_file(self.run_path, self.run)
 
     def holds_lock(self) -> bool:
         holder = read_json_file(self.lock_path, "the lock file")
@@ -442,6 +444,7 @@ class MigrationRun:
             tenant_id, run["shard_filter"], src_locs, dst_locs, (journal.get("shards") or {}), storcon_shards
         )
         overrides = run["options"]["suspend_overrides"]
+        controller_conf = (described or {}).get("config") or {}
         shards = [
             decide.describe_shard(
                 t,
@@ -450,6 +453,7 @@ class MigrationRun:
                 run["src_reachable"],
                 (journal.get("shards") or {}).get(t),
                 overrides,
+                controller_conf,
             )
             for t in tsids
         ]
@@ -1085,6 +1089,8 @@ class MigrationRun:
                 )
                 write_json_file(self.lock_path, holder)
         self.finish_report()
+        if os.path.exists(self.run_path):
+            os.unlink(self.run_path)
         out = self.result()
         out.update(
             {k: run.get(k) for k in ("outcome", "error", "total_seconds", "waiting_seconds", "overhead_seconds")}
@@ -1096,29 +1102,71 @@ class MigrationRun:
         now = self.clock()
         run["ended"] = iso(now)
         run.update(decide.figures(run.get("phases", []), float(run["started_s"]), now))
-        run["lsns"] = {
+        report = build_report(run)
+        write_json_file(self.report_path, report, mode=0o644)
+        with open(self.report_path[: -len(".json")] + ".md", "w", encoding="utf-8") as handle:
+            handle.write(render_markdown(report))
+
+
+def build_report(run: dict) -> dict:
+    """The per-run report (JSON): what an operator and the benchmarks read."""
+    src, dst, opts = run.get("source") or {}, run.get("destination") or {}, run.get("options") or {}
+    return {
+        "run_id": run.get("run_id"),
+        "tenant_id": run.get("tenant_id"),
+        "shards": [s["tsid"] for s in run.get("shards") or []],
+        "source": {"host": src.get("name"), "node_id": src.get("node_id")},
+        "destination": {"host": dst.get("name"), "node_id": dst.get("node_id")},
+        "check_mode": bool(run.get("check_mode")),
+        "path": run.get("path", "unknown"),
+        "resumed_from": run.get("stages", {}),
+        "options": {k: opts.get(k) for k in ("prewarm", "compute_cutover", "source_final_mode")},
+        "started": run.get("started"),
+        "ended": run.get("ended"),
+        "total_seconds": run.get("total_seconds"),
+        "waiting_seconds": run.get("waiting_seconds"),
+        "overhead_seconds": run.get("overhead_seconds"),
+        "phases": [{k: v for k, v in p.items() if k != "start_s"} for p in run.get("phases") or []],
+        "generations": run.get("generations", {}),
+        "source_mode_at_attach": run.get("source_mode_at_attach", {}),
+        "storcon_scheduling": {
+            "original": run.get("storcon_scheduling", ""),
+            "restored": bool(run.get("storcon_restored")),
+        },
+        "lsns": {
             "baseline": decide.lsn_texts(run.get("baseline")),
             "targets": decide.lsn_texts(run.get("targets")),
             "safekeeper_commit_lsn_int": run.get("safekeeper_commit_lsn_int", {}),
             "reached": run.get("catchup_reached", {}),
             "destination_last_record_lsn": run.get("destination_last_record_lsn", {}),
             "destination_remote_consistent_lsn": run.get("destination_remote_consistent_lsn", {}),
-        }
-        self.save()
-        markdown = render_markdown(run)
-        path = self.report_path[: -len(".json")] + ".md"
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(markdown)
+        },
+        "catchup_seconds": run.get("catchup_seconds"),
+        "bytes_warmed": run.get("bytes_warmed", 0),
+        "bytes_warm_total": run.get("bytes_warm_total", 0),
+        "computes": run.get("computes_switched", []),
+        "recreated_timelines": run.get("recreated_timelines", []),
+        "destination_free_bytes": run.get("free_bytes"),
+        "tenant_physical_size": run.get("physical_size"),
+        "lock": run.get("lock", {}),
+        "plan": run.get("plan", []),
+        "warnings": run.get("warnings", []),
+        "outcome": run.get("outcome"),
+        "recovery": run.get("recovery"),
+        "failed_phase": run.get("failed_phase"),
+        "error": run.get("error", ""),
+    }
 
 
-def render_markdown(run: dict) -> str:
+def render_markdown(report: dict) -> str:
+    run = report
     src, dst = run.get("source") or {}, run.get("destination") or {}
     opts = run.get("options") or {}
     lines = [
         f"# Tenant migration {run.get('run_id')}",
         "",
         f"- Tenant: `{run.get('tenant_id')}` ({len(run.get('shards') or [])} shard(s))",
-        f"- From {src.get('name')} (node {src.get('node_id')}) to {dst.get('name')} (node {dst.get('node_id')})",
+        f"- From {src.get('host')} (node {src.get('node_id')}) to {dst.get('host')} (node {dst.get('node_id')})",
         f"- Path: {run.get('path')}; prewarm {opts.get('prewarm')}; cutover {opts.get('compute_cutover')}; "
         f"source ends {opts.get('source_final_mode')}",
         f"- **Outcome: {run.get('outcome')}**" + (f" — {run['error']}" if run.get("error") else ""),
@@ -1148,7 +1196,7 @@ def render_markdown(run: dict) -> str:
             remote = (lsns.get("destination_remote_consistent_lsn") or {}).get(tsid, {}).get(tl, "-")
             lines.append(f"| {tsid} | {tl} | {lsn} | {last} | {remote} |")
     lines.append("")
-    for c in run.get("computes_switched") or []:
+    for c in run.get("computes") or []:
         target = ",".join(p.get("libpq_url", "") for p in c.get("pageservers") or [])
         lines.append(
             f"- Compute {c.get('compute')} switched at {c.get('switched_at')} ({c.get('method')}): "

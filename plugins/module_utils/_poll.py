@@ -22,7 +22,8 @@ class PollTimeout(Exception):
 
 
 def backoff(attempt: int, first: float = FIRST_SLEEP, ceiling: float = MAX_SLEEP) -> float:
-    return min(first * (2**attempt), ceiling)
+    # The exponent is capped: a poll of many minutes makes thousands of attempts, and 2**1024 is not a float.
+    return min(first * (2 ** min(attempt, 30)), ceiling)
 
 
 def poll(probe, seconds: float, what: str, ceiling: float = MAX_SLEEP, sleep=time.sleep, clock=time.monotonic):

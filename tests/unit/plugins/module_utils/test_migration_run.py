@@ -1,0 +1,384 @@
+"""The runbook's executor (module_utils/_migration_run.py) against an in-memory fleet: the order of requests, what
+each phase changes, resumes, the lock, failover, rollback and a branch created mid-move."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from ansible_collections.neonops.storage.plugins.module_utils._client import ApiResponse, NeonAPIError
+from ansible_collections.neonops.storage.plugins.module_utils._migration import MigrationError
+from ansible_collections.neonops.storage.plugins.module_utils._migration_run import MigrationRun
+
+T = "3aa8fcc61f6d357410b7de754b1d9001"
+TL = "de200bd42b49cc1814412c7e592dd6e9"
+BRANCH = "3a7c2b6e1d0f4c8a9b5e6d7f8a9b0c1d"
+ORIGINAL = {"pitr_interval": "1h"}
+SUSPENDED = {"pitr_interval": "1h", "gc_period": "0s", "compaction_period": "0s"}
+
+
+class Fleet:
+    """Two pageservers, a storage controller and one safekeeper, with the semantics the runbook relies on."""
+
+    def __init__(self):
+        self.log = []  # (service, method, path, body)
+        self.locations = {"ps1": {T: self.loc("AttachedSingle", 1, ORIGINAL)}, "ps2": {}}
+        self.timelines = {"ps1": {T: {TL: 0x1000}}, "ps2": {}}
+        self.ancestors = {}
+        self.generation = {T: (1, 1)}  # latest issued: (generation, node)
+        self.policy = "Active"
+        self.down = set()
+        self.nodes = {1: "Active", 2: "Active"}
+        self.commit_lsn = 0x1000
+
+    @staticmethod
+    def loc(mode, generation=None, conf=None):
+        return {
+            "mode": mode,
+            "generation": generation,
+            "secondary_conf": None,
+            "shard_number": 0,
+            "shard_count": 0,
+            "shard_stripe_size": 0,
+            "tenant_conf": dict(conf or {}),
+        }
+
+    def client(self, url, token, field):
+        return FakeClient(self, url.split("//", 1)[1])
+
+    def mutations(self, service=None):
+        return [e for e in self.log if e[1] != "GET" and not e[2].endswith("/inspect") and service in (None, e[0])]
+
+
+class FakeClient:
+    timeout = 30.0
+
+    def __init__(self, fleet, service):
+        self.fleet, self.service, self.base_url = fleet, service, f"http://{service}"
+
+    def request(self, method, path, params=None, json=None, expected=(200,), timeout=None):
+        f = self.fleet
+        f.log.append((self.service, method, path, json))
+        if self.service in f.down:
+            raise NeonAPIError(method, self.base_url + path, None, "ConnectionError: refused")
+        handler = getattr(self, self.service.rstrip("0123456789"))
+        status, data = handler(method, path, json)
+        if status not in expected:
+            raise NeonAPIError(method, self.base_url + path, status, (data or {}).get("msg", ""), data)
+        return ApiResponse(status, data, {})
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def put(self, path, **kw):
+        return self.request("PUT", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    # -- pageservers
+    def ps(self, method, path, body):
+        f, me = self.fleet, self.service
+        locs, tls = f.locations[me], f.timelines[me]
+        if path == "/v1/status":
+            return 200, {"id": int(me[2:])}
+        if path == "/v1/location_config":
+            return 200, {"tenant_shards": [[k, v] for k, v in locs.items()]}
+        if path == "/v1/utilization":
+            return 200, {"free_space_bytes": 10**9}
+        m = re.fullmatch(r"/v1/tenant/(\w+)(/.*)?", path)
+        tsid, rest = m.group(1), m.group(2) or ""
+        attached = (locs.get(tsid) or {}).get("mode", "").startswith("Attached")
+        if rest == "/location_config" and method == "PUT":
+            if body["mode"] == "Detached":
+                locs.pop(tsid, None)
+                tls.pop(tsid, None)
+            else:
+                locs[tsid] = {k: body[k] for k in body}
+                if body["mode"].startswith("Attached"):
+                    tls.setdefault(tsid, {tl: 0 for tl in f.timelines["ps1"].get(tsid, {TL: 0})})
+                    for tl in tls[tsid]:  # catches up at once
+                        tls[tsid][tl] = max(tls[tsid][tl], f.commit_lsn)
+            return 200, {}
+        if not attached and rest != "/secondary/download":
+            return 404, {"msg": f"tenant {tsid} not found"}
+        if rest == "":
+            return 200, {"state": {"slug": "Active"}, "current_physical_size": 1000}
+        if rest == "/timeline" and method == "GET":
+            return 200, [
+                {
+                    "timeline_id": tl,
+                    "last_record_lsn": f"0/{lsn:X}",
+                    "remote_consistent_lsn": f"0/{lsn:X}",
+                    "ancestor_timeline_id": f.ancestors.get(tl),
+                    "ancestor_lsn": "0/10" if f.ancestors.get(tl) else None,
+                }
+                for tl, lsn in tls[tsid].items()
+            ]
+        if rest == "/timeline" and method == "POST":
+            tls[tsid][body["new_timeline_id"]] = f.commit_lsn
+            return 201, {"timeline_id": body["new_timeline_id"]}
+        if rest == "/heatmap_upload":
+            return 200, None
+        if rest == "/secondary/download":
+            return 200, {"heatmap_mtime": "x", "layers_downloaded": 2, "layers_total": 2, "bytes_downloaded": 10}
+        raise AssertionError(f"unexpected {method} {path}")
+
+    # -- storage controller
+    def storcon(self, method, path, body):
+        f = self.fleet
+        if path == f"/control/v1/tenant/{T}" and method == "GET":
+            shards = [{"tenant_shard_id": T, "scheduling_policy": f.policy, "node_attached": 1}]
+            return 200, {"shards": shards, "config": ORIGINAL}
+        if path == f"/control/v1/tenant/{T}/policy":
+            f.policy = body["scheduling"]
+            return 200, {}
+        m = re.fullmatch(r"/control/v1/node/(\d+)", path)
+        if m:
+            node = int(m.group(1))
+            return (200, {"id": node, "scheduling": f.nodes[node]}) if node in f.nodes else (404, {"msg": "no node"})
+        if path == "/debug/v1/inspect":
+            gen, node = f.generation[body["tenant_shard_id"]]
+            return 200, {"attachment": [gen, node]}
+        if path == "/debug/v1/attach-hook":
+            gen = f.generation[body["tenant_shard_id"]][0] + 1
+            f.generation[body["tenant_shard_id"]] = (gen, body["node_id"])
+            return 200, {"gen": gen}
+        raise AssertionError(f"unexpected {method} {path}")
+
+    # -- safekeeper
+    def sk(self, method, path, body):
+        return 200, {"commit_lsn": f"0/{self.fleet.commit_lsn:X}"}
+
+
+SETTINGS = {
+    "prewarm": True,
+    "download_request_ms": 100,
+    "download_timeout": 5.0,
+    "download_require_complete": False,
+    "compute_cutover": "reconfigure",
+    "compute_restart_command": "",
+    "source_final_mode": "secondary",
+    "flush_ms": 100,
+    "attach_timeout": 2.0,
+    "catchup_timeout": 2.0,
+    "catchup_poll_interval": 0.01,
+    "catchup_include_safekeepers": True,
+    "remote_lsn_timeout": 2.0,
+    "suspend_overrides": {"gc_period": "0s", "compaction_period": "0s"},
+    "disk_headroom_ratio": 1.5,
+    "refused_scheduling_policies": ["Draining", "Deleting", "PauseForRestart"],
+    "rollback": True,
+    "failover": True,
+    "missing_timeline_action": "recreate",
+    "lock_stale_after": 1800.0,
+    "lock_takeover": False,
+    "rollback_destination_mode": "detached",
+}
+
+
+@pytest.fixture
+def fleet():
+    return Fleet()
+
+
+@pytest.fixture
+def params(tmp_path):
+    nodes = [
+        {"name": f"ps{i}", "node_id": i, "api_url": f"http://ps{i}", "pg_addr": f"ps{i}:6400", "s3_prefix": "p/"}
+        for i in (1, 2)
+    ]
+    counter = iter(range(1000))
+    return lambda **kw: {
+        "tenant_id": T,
+        "run_id": f"run-{next(counter)}",
+        "state_dir": str(tmp_path / "state"),
+        "report_dir": str(tmp_path / "reports"),
+        "source": "ps1",
+        "destination": "ps2",
+        "shard": "",
+        "pageservers": nodes,
+        "safekeeper_urls": ["http://sk1"],
+        "storcon_url": "http://storcon",
+        "computes": [],
+        "owner": {"host": "ctl", "pid": os.getpid(), "user": "me"},
+        "started_s": None,
+        "settings": dict(SETTINGS),
+        **kw,
+    }
+
+
+def run_phases(fleet, p, phases):
+    run = MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None)
+    begin = run.begin(check_mode=False)
+    for phase in phases:
+        MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None).step(phase)
+    return begin
+
+
+def end(fleet, p, outcome="migrated"):
+    return MigrationRun(p, fleet.client, warn=lambda _: None).end(outcome, None)
+
+
+LIVE = ["suspend", "prewarm", "stale", "attach", "catchup", "finalize", "verify"]
+
+
+def location_puts(fleet):
+    return [
+        (s, b["mode"], b["generation"], b["tenant_conf"]) for s, m, p, b in fleet.mutations() if "location_config" in p
+    ]
+
+
+def test_a_live_move_in_order_with_gc_and_compaction_suspended_on_both_sides_until_the_end(fleet, params):
+    p = params()
+    begin = run_phases(fleet, p, LIVE)
+    result = end(fleet, p)
+
+    assert begin["path"] == "live" and begin["stages"] == {T: "start"}
+    assert location_puts(fleet) == [
+        ("ps1", "AttachedSingle", 1, SUSPENDED),  # suspend
+        ("ps2", "Secondary", None, SUSPENDED),  # prewarm
+        ("ps1", "AttachedStale", 1, SUSPENDED),  # stale
+        ("ps2", "AttachedMulti", 2, SUSPENDED),  # attach under a new generation
+        ("ps2", "AttachedSingle", 2, ORIGINAL),  # finalize: originals back
+        ("ps1", "Secondary", None, ORIGINAL),  # demote
+    ]
+    # The new generation was issued for the destination's node, which is the node that uses it.
+    hooks = [b for s, m, path, b in fleet.mutations("storcon") if path == "/debug/v1/attach-hook"]
+    assert hooks == [{"tenant_shard_id": T, "node_id": 2}]
+    # The controller is held at Stop for the whole move and given back its policy.
+    policies = [b["scheduling"] for s, m, path, b in fleet.mutations("storcon") if path.endswith("/policy")]
+    assert policies == ["Stop", "Active"] and fleet.policy == "Active"
+    assert result["outcome"] == "migrated"
+    report = json.loads(Path(result["report_path"]).read_text())
+    assert [ph["name"] for ph in report["phases"]] == [
+        "suspend",
+        "prewarm",
+        "stale",
+        "attach",
+        "catchup",
+        "cutover",
+        "finalize",
+        "verify",
+    ]
+    assert report["generations"] == {T: {"before": 1, "after": 2}}
+    assert report["storcon_scheduling"] == {"original": "Active", "restored": True}
+    assert not os.path.exists(os.path.join(p["state_dir"], f"{T}.lock"))  # a finished move leaves no lock
+
+
+def test_check_mode_reads_only_takes_no_lock_and_writes_the_plan(fleet, params):
+    p = params()
+    result = MigrationRun(p, fleet.client, warn=lambda _: None).begin(check_mode=True)
+    assert fleet.mutations() == []
+    assert not os.path.exists(os.path.join(p["state_dir"], f"{T}.lock"))
+    report = json.loads(Path(result["report_path"]).read_text())
+    assert report["outcome"] == "planned" and any(line.startswith("attach:") for line in report["plan"])
+
+
+def test_a_lock_held_by_a_live_run_refuses_and_changes_nothing(fleet, params, tmp_path):
+    p = params()
+    lock = tmp_path / "state" / f"{T}.lock"
+    lock.parent.mkdir()
+    held = {"owner": {"host": "ctl", "pid": os.getpid(), "run_id": "other"}, "heartbeat_s": 9e12, "released": False}
+    lock.write_text(json.dumps(held))
+    with pytest.raises(MigrationError, match="holds"):
+        MigrationRun(p, fleet.client, warn=lambda _: None).begin(check_mode=False)
+    assert fleet.mutations() == []
+    assert json.loads(lock.read_text()) == held
+
+
+def test_refusals_in_preflight_change_nothing(fleet, params):
+    fleet.nodes[2] = "Draining"
+    draining = params()
+    with pytest.raises(MigrationError, match="Draining"):
+        run_phases(fleet, draining, [])
+    end(fleet, draining, "failed_preflight")
+    fleet.nodes[2] = "Active"
+    other_prefix = params()
+    other_prefix["pageservers"] = [dict(n) for n in other_prefix["pageservers"]]
+    other_prefix["pageservers"][1]["s3_prefix"] = "q/"
+    with pytest.raises(MigrationError, match="prefix"):
+        run_phases(fleet, other_prefix, [])
+    end(fleet, other_prefix, "failed_preflight")
+    tight = params()
+    tight["settings"]["disk_headroom_ratio"] = 10**7
+    with pytest.raises(MigrationError, match="bytes free"):
+        run_phases(fleet, tight, [])
+    end(fleet, tight, "failed_preflight")
+    assert fleet.mutations() == []
+    assert not os.path.exists(os.path.join(tight["state_dir"], f"{T}.lock"))
+
+
+def test_a_rerun_after_a_kill_during_catchup_resumes_without_a_new_generation_and_restores_the_originals(fleet, params):
+    first = params(owner={"host": "ctl", "pid": 2**22 + 12345, "user": "me"})  # a pid that does not run
+    run_phases(fleet, first, ["suspend", "prewarm", "stale", "attach"])  # then killed: no end step
+    fleet.log.clear()
+
+    second = params()
+    begin = run_phases(fleet, second, ["attach", "catchup", "finalize", "verify"])
+    end(fleet, second)
+
+    assert begin["stages"] == {T: "catchup"}
+    assert not [m for m in fleet.mutations("storcon") if m[2] == "/debug/v1/attach-hook"]
+    # The originals come from the journal: what the shards carry now is the suspended set.
+    assert ("ps2", "AttachedSingle", 2, ORIGINAL) in location_puts(fleet)
+    assert fleet.policy == "Active"  # the interrupted run's Stop is undone by the rerun
+
+
+def test_a_dead_source_fails_over_under_a_generation_for_the_destination(fleet, params):
+    fleet.down.add("ps1")
+    p = params()
+    begin = run_phases(fleet, p, ["failover", "finalize", "verify"])
+    end(fleet, p, "failover")
+
+    assert begin["path"] == "failover"
+    assert fleet.generation[T] == (2, 2)
+    assert location_puts(fleet)[:2] == [("ps2", "AttachedSingle", 2, ORIGINAL), ("ps2", "AttachedSingle", 2, ORIGINAL)]
+    assert not [e for e in fleet.mutations() if e[0] == "ps1"]
+
+
+def test_a_failure_before_cutover_rolls_back_under_a_new_generation_for_the_source(fleet, params):
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm", "stale", "attach"])
+    fleet.commit_lsn = 0x9000  # the safekeepers are far ahead; the destination never gets there
+    fleet.timelines["ps2"][T][TL] = 0x10
+    fleet.locations["ps2"][T]["mode"] = "AttachedMulti"
+    run = MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None)
+    with pytest.raises(MigrationError, match="catch-up"):
+        run.step("catchup")
+    # A fresh commit_lsn keeps the destination behind whatever it ingests meanwhile.
+    recover = MigrationRun(
+        {**p, "error": "catch-up timed out"}, fleet.client, warn=lambda _: None, sleep=lambda _: None
+    )
+    result = recover.step("recover")
+
+    assert result["recovery"] == "rollback" and result["outcome"] == "rolled_back"
+    assert T not in fleet.locations["ps2"]
+    assert fleet.generation[T] == (3, 1)
+    assert fleet.locations["ps1"][T]["mode"] == "AttachedSingle"
+    assert fleet.locations["ps1"][T]["tenant_conf"] == ORIGINAL
+
+
+def test_a_branch_created_on_the_source_after_the_attach_is_recreated_on_the_destination(fleet, params):
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm", "stale", "attach"])
+    fleet.timelines["ps1"][T][BRANCH] = 0x1000
+    fleet.ancestors[BRANCH] = TL
+
+    run_phases_after = MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None)
+    run_phases_after.step("catchup")
+
+    created = [b for s, m, path, b in fleet.mutations("ps2") if m == "POST" and path.endswith("/timeline")]
+    assert created == [{"new_timeline_id": BRANCH, "ancestor_timeline_id": TL, "ancestor_start_lsn": "0/10"}]
+    assert BRANCH in fleet.timelines["ps2"][T]
+
+
+def test_a_root_timeline_created_mid_move_stops_the_move_before_cutover(fleet, params):
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm", "stale", "attach"])
+    fleet.timelines["ps1"][T][BRANCH] = 0x1000  # no ancestor: cannot be recreated from ancestor information
+    with pytest.raises(MigrationError, match="root timelines"):
+        MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None).step("catchup")
