@@ -64,9 +64,10 @@ class Run:
         return f"rc={self.rc}\n{self.output[-8000:]}"
 
 
-def _env(tmp: Path) -> dict:
+def _env(tmp: Path, collections_path: str | None = None) -> dict:
     env = dict(os.environ)
-    collections = str(REPO / ".collections")
+    # The benchmark points this at another build of the collection (the role before a change) to compare runs.
+    collections = collections_path or str(REPO / ".collections")
     env.update(
         ANSIBLE_COLLECTIONS_PATH=collections,
         PYTHONPATH=os.pathsep.join([str(REPO), collections]),
@@ -119,7 +120,16 @@ def latest_report(report_dir: Path, since: float = 0.0) -> dict | None:
 
 
 def migrate(
-    fleet, tenant_id, source, destination, report_dir, check=False, timeout=1800, ansible_args=(), **extra
+    fleet,
+    tenant_id,
+    source,
+    destination,
+    report_dir,
+    check=False,
+    timeout=1800,
+    ansible_args=(),
+    collections_path=None,
+    **extra,
 ) -> Run:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +140,7 @@ def migrate(
             fleet, tenant_id, source, destination, report_dir, check=check, ansible_args=ansible_args, **extra
         ),
         cwd=report_dir,
-        env=_env(report_dir),
+        env=_env(report_dir, collections_path),
         capture_output=True,
         text=True,
         timeout=timeout,
