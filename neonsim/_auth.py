@@ -1,6 +1,7 @@
 """JWT helpers for the simulated fleet: Ed25519 keys, token minting, verification, scope rules.
 
-Upstream storage services accept EdDSA only (digest §0.6); compute_ctl verifies against a JWKS (digest §3.3).
+Upstream storage services accept EdDSA only (`libs/utils/src/auth.rs` upstream); compute_ctl verifies against a
+JWKS (`compute_tools/src/http/middleware/authorize.rs`).
 One fleet-wide keypair signs every token; its PEM paths live in fleet.json `auth`.
 """
 
@@ -104,7 +105,7 @@ def _tenant_scope_ok(request, claims: dict) -> bool:
 
 
 def pageserver_scope_rule(request, claims: dict) -> bool:
-    """pageserverapi → everything; tenant → only routes carrying that tenant id (digest §0.6)."""
+    """pageserverapi → everything; tenant → only routes carrying that tenant id (upstream `pageserver/src/auth.rs`)."""
     scope = claims.get("scope")
     if scope == "pageserverapi":
         return True
@@ -114,7 +115,7 @@ def pageserver_scope_rule(request, claims: dict) -> bool:
 
 
 def safekeeper_scope_rule(request, claims: dict) -> bool:
-    """safekeeperdata → everything; tenant → only that tenant's routes (digest §2.4)."""
+    """safekeeperdata → everything; tenant → only that tenant's routes (upstream `safekeeper/src/auth.rs`)."""
     scope = claims.get("scope")
     if scope == "safekeeperdata":
         return True
@@ -124,7 +125,7 @@ def safekeeper_scope_rule(request, claims: dict) -> bool:
 
 
 def storcon_scope(required: str):
-    """Rule factory: scope == required or scope == admin (digest §4.1)."""
+    """Rule factory: scope == required or scope == admin (upstream `storage_controller/src/http.rs`)."""
 
     def rule(request, claims: dict) -> bool:
         return claims.get("scope") in (required, "admin")
@@ -133,7 +134,7 @@ def storcon_scope(required: str):
 
 
 def compute_claims_ok(claims: dict, compute_id: str) -> tuple[bool, int]:
-    """compute_ctl rule (digest §3.3): (allowed, status when refused)."""
+    """compute_ctl rule (upstream `compute_tools/src/http/middleware/authorize.rs`): (allowed, status if refused)."""
     if claims.get("compute_id") is not None:
         return (claims["compute_id"] == compute_id, 403)
     aud = claims.get("aud")

@@ -33,7 +33,7 @@ What `make_http_app` gives every node's HTTP port, outermost first:
 3. fault injection (`neonsim._faults`; never on `/sim/*`);
 4. JWT auth when fleet auth is enabled: `scope_rule(request, claims) -> bool` decides per route (claims are
    also left in `request["claims"]`); paths in `allow` and `/sim/*` need no token. `auth_mode="compute"` applies
-   compute_ctl's rules instead (digest §3.3).
+   compute_ctl's rules instead (upstream `compute_tools/src/http/middleware/authorize.rs`).
 It also registers `POST/GET/DELETE /sim/fault` and `GET /sim/health`. `make_pg_app` is the sim-only page/WAL
 port (contracts §5.3): request log and error shapes only.
 """

@@ -180,7 +180,8 @@ def create_safekeeper_timelines(api: _Api, fleet: dict, tenant: dict, infos: dic
 
 
 def compute_spec(fleet: dict, compute: dict) -> dict:
-    """ComputeSpec for a compute (digest §3.4): pageserver_connection_info plus the matching legacy fields."""
+    """ComputeSpec for a compute (upstream `libs/compute_api/src/spec.rs`): pageserver_connection_info plus the
+    matching legacy fields."""
     tenant = next(t for t in fleet["tenants"] if t["tenant_id"] == compute["tenant_id"])
     count = tenant["shard_count"]
     shards = {}

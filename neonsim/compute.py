@@ -1,4 +1,5 @@
-"""Simulated compute_ctl (digest §3): `/status`, `/configure`, plus the sim-only workload (`/sim/workload`).
+"""Simulated compute_ctl (upstream `compute_tools/src/http/`): `/status`, `/configure`, plus the sim-only
+workload (`/sim/workload`).
 
 There is no Postgres: "applying" a spec means writing `{compute dir}/pgdata/postgresql.conf` with the
 `neon.pageserver_connstring` / `neon.stripe_size` lines compute_ctl writes, keeping the applied spec at
@@ -82,8 +83,9 @@ def _cluster_setting(spec: dict, name: str):
 
 
 def pageserver_conn(spec: dict) -> tuple[PageserverConn, str, int | None]:
-    """(reads target, connstring, stripe_size) from a spec (digest §3.4): pageserver_connection_info preferred,
-    then the legacy `pageserver_connstring` + `shard_stripe_size`, then the cluster setting."""
+    """(reads target, connstring, stripe_size) from a spec (upstream `libs/compute_api/src/spec.rs`):
+    pageserver_connection_info preferred, then the legacy `pageserver_connstring` + `shard_stripe_size`, then the
+    cluster setting."""
     legacy = spec.get("pageserver_connstring") or _cluster_setting(spec, "neon.pageserver_connstring")
     legacy_urls = [u.strip() for u in legacy.split(",")] if isinstance(legacy, str) and legacy.strip() else None
     info = spec.get("pageserver_connection_info")

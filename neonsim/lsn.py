@@ -1,4 +1,4 @@
-"""LSN helpers for the simulator (upstream `X/Y` text form, digest §0.2). Independent of the collection."""
+"""LSN helpers for the simulator (upstream `X/Y` text form, `libs/utils/src/lsn.rs`). Independent of the collection."""
 
 from __future__ import annotations
 

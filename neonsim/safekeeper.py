@@ -1,6 +1,6 @@
 """Simulated safekeeper: durable per-timeline WAL, quorum bookkeeping, walsenders and WAL trimming.
 
-Upstream API (digest §2) on the HTTP port; the libpq stand-ins of contracts §5.3 on the pg port.
+Upstream API (`safekeeper/src/http/routes.rs`) on the HTTP port; the libpq stand-ins of contracts §5.3 on the pg port.
 
 On disk, below the node directory: `timelines/<tenant_id>/<timeline_id>/control.json` (creation parameters,
 commit_lsn, trim horizon) and `wal.jsonl` (one WAL record per line, appended and flushed before an append is
@@ -270,7 +270,8 @@ class Timeline:
         shard = (params["shard_number"], params["shard_count"])
         reported = max(self.shard_remote_consistent.get(shard, 0), params["remote_consistent_lsn"])
         self.shard_remote_consistent[shard] = reported
-        # Keep the max ever reported (digest §2.2), but of what the whole tenant has made durable.
+        # Keep the max ever reported (TimelineStatus.remote_consistent_lsn, `libs/safekeeper_api/src/models.rs`
+        # upstream), but of what the whole tenant has made durable (contracts §5.5).
         self.remote_consistent_lsn = max(self.remote_consistent_lsn, self.durable_horizon())
         return sender
 
@@ -356,7 +357,7 @@ class Timeline:
     # ---- status
 
     def status(self, node_id: int) -> dict:
-        """TimelineStatus with upstream's field names (digest §2.2)."""
+        """TimelineStatus with upstream's field names (`libs/safekeeper_api/src/models.rs`)."""
         self.expire_walsenders()
         now = time.monotonic()
         term = 1 if self.flush_lsn > self.timeline_start_lsn or self.last_append is not None else 0
@@ -724,7 +725,7 @@ class SafekeeperNode(Node):
         self._gossip = asyncio.ensure_future(self._gossip_loop())
 
     async def _gossip_loop(self) -> None:
-        """Poll peer safekeepers' TimelineStatus every second (stand-in for the storage broker, digest §2.3)."""
+        """Poll peer safekeepers' TimelineStatus every second (stand-in for the storage broker, contracts §5.4)."""
         peers = [p for p in self.ctx.safekeepers() if p.get("node_id") != self.sk.node_id]
         while peers:
             await asyncio.sleep(GOSSIP_INTERVAL_S)

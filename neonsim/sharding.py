@@ -35,7 +35,8 @@ class TenantShardId:
 
     @classmethod
     def parse(cls, text: str) -> TenantShardId:
-        """32 hex -> unsharded; `{tenant}-{NN}{CC}` -> sharded (digest §0.1). ValueError otherwise."""
+        """32 hex -> unsharded; `{tenant}-{NN}{CC}` -> sharded (upstream `libs/utils/src/shard.rs`). ValueError
+        otherwise."""
         if len(text) == 32 and _HEX32.match(text.lower()):
             return cls(text.lower())
         if len(text) == 37 and text[32] == "-" and _HEX32.match(text[:32].lower()):

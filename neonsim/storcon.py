@@ -1,4 +1,5 @@
-"""Simulated storage controller: the fleet's generation authority (digest §4.1–4.4, §5.4).
+"""Simulated storage controller: the fleet's generation authority (upstream `storage_controller/src/http.rs`,
+`storage_controller/src/service.rs`; `docs/rfcs/025-generation-numbers.md`).
 
 What it does: pageserver upcalls (re-attach, validate), the attach-hook and inspect debug helpers, node
 registration/listing/config, tenant describe/locate/policy, and heartbeats (`GET /v1/utilization` on every
@@ -51,7 +52,8 @@ _TSID = re.compile(r"^([0-9a-fA-F]{32})-([0-9a-f]{2})([0-9a-f]{2})$")
 
 
 def parse_tenant_shard_id(text: str) -> tuple[str, int, int]:
-    """(tenant_id, shard_number, shard_count) of a TenantShardId string (digest §0.1); ApiError 400 otherwise."""
+    """(tenant_id, shard_number, shard_count) of a TenantShardId string (upstream `libs/utils/src/shard.rs`);
+    ApiError 400 otherwise."""
     if _HEX32.match(text or ""):
         return text.lower(), 0, 0
     m = _TSID.match(text or "")
@@ -163,7 +165,7 @@ class StorageController(Node):
         self._route_scopes[(method, path)] = scopes
 
     def _scope_rule(self, request: web.Request, claims: dict) -> bool:
-        """scope == the route's required scope, or admin (digest §4.1)."""
+        """scope == the route's required scope, or admin (upstream `storage_controller/src/http.rs`)."""
         resource = request.match_info.route.resource
         key = (request.method, resource.canonical if resource is not None else request.path)
         required = self._route_scopes.get(key, ("admin",))
@@ -273,7 +275,8 @@ class StorageController(Node):
         return json_response(None)
 
     async def _register(self, req: dict) -> None:
-        """Register or confirm a node; 409 if the id is known with a different address (digest §4.3)."""
+        """Register or confirm a node; 409 if the id is known with a different address (upstream
+        `storage_controller/src/service.rs`)."""
         try:
             node_id = int(req["node_id"])
             record = {field: req.get(field) for field in NODE_ADDRESS_FIELDS}
@@ -378,7 +381,7 @@ class StorageController(Node):
                 )
             elif node_id in shard["intent_secondaries"]:
                 tenants.append({"id": tsid, "gen": None, "mode": "Secondary", "stripe_size": shard["stripe_size"]})
-        # Scheduling policy reset on restart (digest §4.2).
+        # Scheduling policy reset on restart (upstream `storage_controller/src/service.rs`, re_attach).
         if node["scheduling"] in ("Draining", "Filling", "PauseForRestart"):
             node["scheduling"] = "Active"
         elif node["scheduling"] == "Deleting":

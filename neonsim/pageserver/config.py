@@ -1,4 +1,5 @@
-"""LocationConfig request validation (digest §1.3) and tenant config (overrides + effective, §1.9)."""
+"""LocationConfig request validation and tenant config (overrides + effective): upstream
+`libs/pageserver_api/src/models.rs` (TenantLocationConfigRequest, TenantConfig)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ LOCATION_FIELDS = {
     "tenant_conf",
 }
 
-# Upstream pageserver defaults for keys the fleet's tenant_defaults does not set (digest §1.9).
+# Upstream pageserver defaults for keys the fleet's tenant_defaults does not set (`libs/pageserver_api/src/config.rs`).
 UPSTREAM_DEFAULTS = {
     "checkpoint_distance": 268435456,
     "checkpoint_timeout": "10m",
@@ -99,7 +100,8 @@ def validate_tenant_conf(conf) -> dict:
         value = conf.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise BadRequest(f"Failed to parse json request: {key}: invalid value {value!r}, expected u64")
-    # Unknown keys inside tenant_conf are kept (upstream ignores them rather than rejecting; digest §1.3).
+    # Unknown keys inside tenant_conf are kept (upstream ignores them rather than rejecting: TenantConfig in
+    # `libs/pageserver_api/src/models.rs` does not deny unknown fields).
     return {k: v for k, v in conf.items() if v is not None}
 
 

@@ -1,6 +1,6 @@
-"""The node's deletion queue (digest §5.4): layer deletions and remote_consistent_lsn updates are validated
-against the storage controller in batches; only entries whose generation is still current are executed or
-published, stale ones are dropped (their objects leak, which is safe)."""
+"""The node's deletion queue: layer deletions and remote_consistent_lsn updates are validated against the
+storage controller in batches; only entries whose generation is still current are executed or published, stale
+ones are dropped (their objects leak, which is safe). Upstream: `docs/rfcs/025-generation-numbers.md`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""HTTP routes of the simulated pageserver (digest §1) and its sim-only page service (contracts §5.3)."""
+"""HTTP routes of the simulated pageserver (upstream `pageserver/src/http/routes.rs`) and its sim-only page
+service (contracts §5.3)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from neonsim.sharding import TenantShardId, key_in_shard
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 TENANT = "/v1/tenant/{tenant_shard_id}"
 TIMELINE = TENANT + "/timeline/{timeline_id}"
-# Handlers that upstream runs without a scope check (a valid token of any scope passes; digest §0.6).
+# Handlers that upstream runs without a scope check (a valid token of any scope passes;
+# `pageserver/src/http/routes.rs`).
 NO_SCOPE_CHECK = re.compile(r"^/v1/(location_config|tenant/[^/]+/(heatmap_upload|secondary/download))$")
 TENANT_CONF_KEYS = set(UPSTREAM_DEFAULTS) | {
     "compaction_shard_ancestor", "compaction_l0_first", "compaction_l0_semaphore", "image_layer_force_creation_period",
@@ -174,7 +176,8 @@ class Pageserver(PageserverCore):
                 finally:
                     self.slots.pop(tsid, None)
             self._purge_local(tsid)
-            # a prefix delete: an unsharded id also matches every `{tenant_id}-NNCC` shard prefix (digest §1.8)
+            # a prefix delete: an unsharded id also matches every `{tenant_id}-NNCC` shard prefix (upstream
+            # `pageserver/src/http/routes.rs`, tenant delete)
             await self.remote.delete_prefix(f"{self.remote.prefix}tenants/{tsid}")
         finally:
             self._deleting_tenants.discard(tsid)
@@ -228,7 +231,7 @@ class Pageserver(PageserverCore):
             raise ApiError(404, "NotFound: Tenant shard not found")
         return json_response(None if slot is IN_PROGRESS else slot.location)
 
-    # ---- tenant config (digest §1.9) ---------------------------------------------------------------------
+    # ---- tenant config (upstream `pageserver/src/http/routes.rs`) ----------------------------------------
     async def tenant_config_get(self, request):
         tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
         overrides = tenant.location.get("tenant_conf") or {}
@@ -273,7 +276,7 @@ class Pageserver(PageserverCore):
     async def tenant_config_patch(self, request):
         return await self._tenant_config_change(request, patch=True)
 
-    # ---- heatmaps and secondaries (digest §1.10) -----------------------------------------------------------
+    # ---- heatmaps and secondaries (upstream `pageserver/src/tenant/secondary.rs`) -------------------------
     async def heatmap_upload(self, request):
         tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]), wait_active=False)
         if tenant.slug != "Active":
@@ -308,7 +311,7 @@ class Pageserver(PageserverCore):
     async def secondary_status(self, request):
         return json_response(dict(self._secondary(request).progress))
 
-    # ---- wait_lsn (digest §1.7) ---------------------------------------------------------------------------------
+    # ---- wait_lsn (upstream `pageserver/src/http/routes.rs`) ---------------------------------------------------
     async def wait_lsn(self, request):
         tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
         body = await read_json(request)
@@ -350,7 +353,7 @@ class Pageserver(PageserverCore):
             raise ApiError(404, f"NotFound: no shards found for tenant {tenant_id}")
         return json_response({"shards": shards})
 
-    # ---- timelines (digest §1.6) -----------------------------------------------------------------------------
+    # ---- timelines (upstream `pageserver/src/http/routes.rs`) ------------------------------------------------
     async def _timeline(self, request) -> tuple[TenantShard, Timeline]:
         tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
         timeline_id = timeline_id_of(request)

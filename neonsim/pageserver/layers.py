@@ -2,7 +2,8 @@
 
 A delta layer holds the WAL records whose end_lsn lies in (lsn_start, lsn_end]; an image layer holds every
 key's newest value as of its LSN (records with end_lsn <= lsn). Local files are
-`<layer_name>-v1-<gen:08x>`; remote objects are `<layer_name>-<gen:08x>` (digest §5.2).
+`<layer_name>-v1-<gen:08x>`; remote objects are `<layer_name>-<gen:08x>` (upstream
+`pageserver/src/tenant/remote_timeline_client.rs`).
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ class PageserverCore(Node):
                 self.remove_tree(tenant_dir)
         return configs
 
-    # ---- start: re-attach (digest §4.2) ----------------------------------------------------------------
+    # ---- start: re-attach (upstream `libs/pageserver_api/src/upcall_api.rs`) ----------------------------
     async def start(self) -> None:
         self.local_bytes = await asyncio.to_thread(self._scan_local_bytes)
         local = self.load_local_configs()
@@ -281,7 +281,7 @@ class PageserverCore(Node):
                     except Exception:
                         log.exception("tick of %s failed", getattr(slot, "tsid", "?"))
 
-    # ---- location_config (digest §1.3) --------------------------------------------------------------------
+    # ---- location_config (upstream `pageserver/src/tenant/mgr.rs`, `upsert_location`) ----------------------
     def require_ready(self) -> None:
         if not self.tenants_ready:
             raise ApiError(503, "Tenant map is not yet initialized (re-attach pending)")
@@ -380,7 +380,7 @@ class PageserverCore(Node):
         self.local_bytes -= size
         self.spawn(asyncio.to_thread(shutil.rmtree, doomed, True), f"purge {tsid}")
 
-    # ---- slot lookups with upstream's error mapping (digest §1.2) ------------------------------------------
+    # ---- slot lookups with upstream's error mapping (`pageserver/src/http/routes.rs`) ----------------------
     def get_slot(self, tsid: str):
         self.require_ready()
         return self.slots.get(tsid)
@@ -411,7 +411,7 @@ class PageserverCore(Node):
             f"Timed out waiting {ACTIVE_TENANT_TIMEOUT_S:.0f}s for tenant active state. Latest state: {slug}",
         )
 
-    # ---- utilization (digest §1.12) ----------------------------------------------------------------------
+    # ---- utilization (upstream `pageserver/src/http/routes.rs`, `/v1/utilization`) -----------------------
     def utilization(self) -> dict:
         now = time.monotonic()
         if self._utilization is not None and now - self._utilization[0] < 1.0:

@@ -1,4 +1,5 @@
-"""Remote storage (S3 via boto3) for one pageserver: key layout of digest §5.2, index_part, heatmaps.
+"""Remote storage (S3 via boto3) for one pageserver: key layout, index_part, heatmaps (upstream
+`pageserver/src/tenant/remote_timeline_client.rs`).
 
 boto3 is synchronous; every call runs in a worker thread so the node's event loop keeps serving.
 """

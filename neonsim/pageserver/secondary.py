@@ -1,4 +1,5 @@
-"""Secondary locations: heatmap-driven downloads of layers into local disk (digest §1.10)."""
+"""Secondary locations: heatmap-driven downloads of layers into local disk (upstream
+`pageserver/src/tenant/secondary.rs`)."""
 
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ class TenantShard:
             return 0.0
 
     def set_location(self, location: dict) -> None:
-        """Same-generation fast path: only mode and tenant_conf change (digest §1.3)."""
+        """Same-generation fast path: only mode and tenant_conf change (upstream `pageserver/src/tenant/mgr.rs`)."""
         old_mode = self.mode
         self.location = location
         self._conf_cache = None
@@ -155,7 +155,8 @@ class TenantShard:
             self.set_broken(f"attach failed: {type(exc).__name__}: {exc}")
 
     async def _load_from_remote(self) -> None:
-        """Download the newest index_part <= own generation per timeline (§5.2); reconcile local files."""
+        """Download the newest index_part <= own generation per timeline (upstream
+        `pageserver/src/tenant/remote_timeline_client.rs`); reconcile local files."""
         remote = self.node.remote
         timeline_ids = await remote.list_dirs(f"{remote.prefix}tenants/{self.tsid}/timelines/")
         loaded: dict[str, Timeline] = {}
@@ -230,7 +231,8 @@ class TenantShard:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.active_event.wait(), timeout)
 
-    # ---- remote consistent LSN and deletions (§5.4, mode table §1.3) ------------------------------------
+    # ---- remote consistent LSN and deletions ----------------------------------------------------------------
+    # Upstream: `docs/rfcs/025-generation-numbers.md`; what each mode allows: `pageserver/src/tenant/config.rs`.
     def on_remote_consistent(self, tl: Timeline) -> None:
         if self.mode == "AttachedStale" or self.cancelled:
             return  # Stale: updates are dropped, the visible LSN freezes

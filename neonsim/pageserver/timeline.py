@@ -417,7 +417,8 @@ class Timeline:
         return result
 
     async def _remove_layers(self, removed: list[L.LayerDesc]) -> None:
-        """Delete local files now; remote objects go through the tenant's deletion path (§5.4)."""
+        """Delete local files now; remote objects go through the tenant's deletion path (upstream
+        `docs/rfcs/025-generation-numbers.md`)."""
         keys = []
         for desc in removed:
             self._content.pop(desc.name, None)

@@ -1,7 +1,8 @@
 """WAL receiver: long-polls a safekeeper's sim WAL stream (contracts §5.3) for each active timeline.
 
 Choice of safekeeper follows upstream's rule in miniature: the one with the highest commit_lsn, switching
-on errors or after a stretch without progress (digest §2.3).
+on errors or after a stretch without progress (upstream: the pageserver's walreceiver connection manager,
+which learns its candidates from the storage broker).
 """
 
 from __future__ import annotations

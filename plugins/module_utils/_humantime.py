@@ -22,7 +22,7 @@ _UNITS = {
 
 _PART = re.compile(r"\s*(\d+)\s*([A-Za-z]+)")
 
-# Tenant-config keys whose values are humantime durations (digest §1.9).
+# Tenant-config keys whose values are humantime durations (TenantConfig in neon's `libs/pageserver_api/src/models.rs`).
 DURATION_KEYS = frozenset(
     {
         "checkpoint_timeout",

@@ -1,6 +1,6 @@
 # Copyright: neonops.storage contributors
 # Apache License 2.0 (see LICENSE)
-"""Thin wrappers over the Neon pageserver management API (digest §1).
+"""Thin wrappers over the Neon pageserver management API (neon `pageserver/src/http/routes.rs`).
 
 Internal to neonops.storage; may change in any release. Every function takes a ``NeonClient``, validates the
 ids it puts into the path before sending, and returns plain data; HTTP errors surface as ``NeonAPIError``.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-# LSN fields of a TimelineStatus (digest §2.2).
+# LSN fields of a TimelineStatus (neon `libs/safekeeper_api/src/models.rs`).
 TIMELINE_STATUS_LSN_FIELDS = (
     "flush_lsn",
     "commit_lsn",

@@ -1,4 +1,8 @@
-"""JWT auth: EdDSA only, exact Bearer prefix, per-service scope rules, allow-lists (digest §0.6, §2.4, §3.3, §4.1)."""
+"""JWT auth: EdDSA only, exact Bearer prefix, per-service scope rules, allow-lists.
+
+Upstream: `libs/utils/src/auth.rs`, `libs/http-utils/src/endpoint.rs`, `pageserver/src/auth.rs`,
+`safekeeper/src/auth.rs`, `compute_tools/src/http/middleware/authorize.rs`, `storage_controller/src/http.rs`.
+"""
 
 from __future__ import annotations
 

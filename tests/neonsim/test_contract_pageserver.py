@@ -1,6 +1,7 @@
 """Pageserver responses validate against upstream's OpenAPI file, patched only by contract_exceptions.py.
 
-The spec is read from `../shared/reference/neon/` relative to the repository root, never copied.
+The spec (upstream `pageserver/src/http/openapi_spec.yml`) is read from `../shared/reference/neon/` relative to
+the repository root, never copied.
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def test_error_bodies(spec, h):
 
 
 def test_auth_scopes(neonsim_fleet):
-    """pageserverapi reaches everything; tenant reaches only its own tenant's routes (digest §0.6)."""
+    """pageserverapi reaches everything; tenant reaches only its own tenant's routes (upstream
+    `pageserver/src/auth.rs`)."""
     sim = neonsim_fleet("small", auth=True, computes=[])
     h = Harness(sim)
     tenant, timeline, _gen = h.create_tenant("ps1", QUIET)

@@ -1,8 +1,9 @@
 """Safekeeper TimelineStatus and compute_ctl status bodies validate against the upstream OpenAPI files.
 
-The specs are read from `../shared/reference/neon/` relative to the repository root (never copied). Where the
-digest (upstream code) and the spec differ, the documented exceptions in `contract_exceptions.py` are applied
-to the schema before validating, each with its reason.
+The specs (upstream `safekeeper/src/http/openapi_spec.yaml`, `compute_tools/src/http/openapi_spec.yaml`) are read
+from `../shared/reference/neon/` relative to the repository root (never copied). Where upstream's code and the
+spec differ, the documented exceptions in `contract_exceptions.py` are applied to the schema before validating,
+each with its reason.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def test_timeline_status_matches_safekeeper_openapi(tmp_path):
     schema.validate(status)
     status_schema.validate(node_status)
     assert node_status == {"id": 101}
-    # upstream fields beyond the (stale) spec, digest §2.2
+    # upstream fields beyond the (stale) spec, `libs/safekeeper_api/src/models.rs`
     for field in ("mconf", "pg_info", "peers", "walsenders", "walreceivers"):
         assert field in status
     assert status["commit_lsn"] == status["flush_lsn"] == "0/1000042"

@@ -1,5 +1,6 @@
-"""Misuse made visible: two attachments in the SAME generation destroy each other's layers (digest §5.5);
-the correct sequence (fresh generation, AttachedMulti until cutover) loses nothing. The checker decides."""
+"""Misuse made visible: two attachments in the SAME generation destroy each other's layers (upstream
+`docs/rfcs/025-generation-numbers.md`); the correct sequence (fresh generation, AttachedMulti until cutover)
+loses nothing. The checker decides."""
 
 from __future__ import annotations
 

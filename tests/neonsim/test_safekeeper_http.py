@@ -1,4 +1,5 @@
-"""Safekeeper and compute_ctl HTTP ports in-process: routes, error shapes, auth scopes (digest §2.4, §3.3)."""
+"""Safekeeper and compute_ctl HTTP ports in-process: routes, error shapes, auth scopes (upstream
+`safekeeper/src/auth.rs`, `compute_tools/src/http/middleware/authorize.rs`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Canned pageserver responses in the upstream shapes (digest §1), for module tests."""
+"""Canned pageserver responses in the upstream shapes (neon `pageserver/src/http/routes.rs`,
+`libs/pageserver_api/src/models.rs`), for module tests."""
 
 from __future__ import annotations
 
