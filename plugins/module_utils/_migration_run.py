@@ -32,6 +32,8 @@ from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn
 from ansible_collections.neonops.storage.plugins.module_utils._migration import MigrationError
 from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, poll
 
+# How long the destination may take, after catch-up, to reach the safekeepers' latest commit_lsn before cutover.
+CLOSE_GAP_SECONDS = 5.0
 # 409: another change of the same slot is running; 503: the pageserver is shutting the slot down or starting.
 BUSY_STATUSES = (409, 503)
 JOURNAL_KEYS = (
@@ -784,7 +786,40 @@ class MigrationRun:
         run["catchup_reached"] = reached_all
         run["catchup_history"] = history
         self.sync_timelines()
+        self.close_gap()
         self.mark_cutover()
+
+    def close_gap(self):
+        """Right before the computes switch, let the destination reach what the safekeepers committed by now.
+
+        The targets above are the source's position when it went stale; the workload kept writing since. A compute
+        that switches reads at its latest LSN, so a destination still behind it makes those reads wait for WAL.
+        Best effort: a short wait, never a failure (the targets above are what correctness needs)."""
+        run = self.run
+        if not run["options"]["catchup_include_safekeepers"] or not run["safekeeper_urls"]:
+            return
+        latest = {}
+        for timeline_id in run["timeline_ids"]:
+            lsn = self.safekeeper_commit(timeline_id)
+            if lsn is not None:
+                latest[timeline_id] = lsn
+        lag = {}
+        for shard in self.shards_at("start", "attach", "catchup"):
+            tsid = shard["tsid"]
+
+            def probe(tsid=tsid):
+                timelines = {t["timeline_id"]: t for t in ps.timelines(self.dst, tsid)}
+                reached = {tl: int(Lsn.parse(t["last_record_lsn"])) for tl, t in timelines.items()}
+                behind = decide.lagging({tl: v for tl, v in latest.items() if tl in reached}, reached)
+                return not behind, behind
+
+            try:
+                poll(probe, CLOSE_GAP_SECONDS, f"{tsid} at the latest commit_lsn", sleep=self.sleep)
+            except PollTimeout as exc:
+                lag[tsid] = exc.last
+            except NeonAPIError as exc:
+                lag[tsid] = str(exc)
+        run["cutover_lag_bytes"] = lag
 
     def mark_cutover(self):
         """The point of no return: once a compute may read from the destination, recovery only goes forward."""
