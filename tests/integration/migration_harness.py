@@ -61,7 +61,12 @@ class Run:
     report: dict | None
 
     def __repr__(self) -> str:
-        return f"rc={self.rc}\n{self.output[-8000:]}"
+        # The report's verdict first: pytest truncates long reprs, and the output's tail may not show the cause.
+        report = self.report or {}
+        verdict = (
+            f"outcome={report.get('outcome')} failed_phase={report.get('failed_phase')} error={report.get('error')}"
+        )
+        return f"rc={self.rc} {verdict}\n{self.output[-8000:]}"
 
 
 def _env(tmp: Path, collections_path: str | None = None) -> dict:
