@@ -18,6 +18,7 @@ the module for the node's kind (`neonsim.storcon`, `neonsim.pageserver`, `neonsi
             self.pg.router.add_get("/sim/page", self.page)
 
         def apps(self):                      # {port: aiohttp app}; node.py serves them on 127.0.0.1
+                                             # (http_port with the node's certificate in a TLS fleet)
             return {self.ctx.node["http_port"]: self.http, self.ctx.node["pg_port"]: self.pg}
 
         async def start(self): ...           # called once the ports listen; /sim/health is 503 until it returns
@@ -44,6 +45,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +53,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from neonsim import _auth
+from neonsim import _auth, _tls
 from neonsim._faults import FaultSpec, FaultSpecError, FaultState
 from neonsim._reqlog import DEFAULT_READ_ONLY_POSTS, RequestLog
 
@@ -160,6 +162,9 @@ class NodeContext:
         self.auth_enabled = bool(auth.get("enabled"))
         self.public_key = _auth.load_public_key(auth["public_key_pem_path"]) if self.auth_enabled else None
         self._private_key = _auth.load_private_key(auth["private_key_pem_path"]) if self.auth_enabled else None
+        # TLS fleet (contracts §5.6): the API port serves HTTPS and calls to other nodes' APIs trust the fleet CA.
+        self.tls_enabled = _tls.enabled(self.fleet)
+        self._client_ssl = _tls.client_context(self.fleet)
         self._session: aiohttp.ClientSession | None = None
 
     # --- HTTP client for calling other nodes ---
@@ -168,8 +173,14 @@ class NodeContext:
     def session(self) -> aiohttp.ClientSession:
         """Shared client session; created on first use inside the running loop, closed by node.py."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            # The connector's SSL context applies to https URLs only; the sim-only pg ports stay plain HTTP.
+            connector = aiohttp.TCPConnector(ssl=self._client_ssl) if self._client_ssl is not None else None
+            self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30))
         return self._session
+
+    def server_ssl(self) -> ssl.SSLContext | None:
+        """What the node's API port (`http_port`) serves with: its certificate in a TLS fleet, else None."""
+        return _tls.server_context(self.fleet, self.name)
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -186,8 +197,9 @@ class NodeContext:
         return find_node(self.fleet, name)
 
     def http_url(self, name: str | None = None) -> str:
+        """Base URL of a node's management API: https:// in a TLS fleet."""
         entry = self.node if name is None else self.find(name)[1]
-        return f"http://127.0.0.1:{entry['http_port']}"
+        return _tls.api_url(self.fleet, entry)
 
     def pg_url(self, name: str | None = None) -> str:
         """Base URL of the sim-only pg port (HTTP stand-in for libpq)."""
@@ -196,7 +208,7 @@ class NodeContext:
 
     @property
     def storcon_url(self) -> str:
-        return f"http://127.0.0.1:{self.fleet['storage_controller']['http_port']}"
+        return _tls.api_url(self.fleet, self.fleet["storage_controller"])
 
     @property
     def upcall_url(self) -> str:

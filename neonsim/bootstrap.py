@@ -16,7 +16,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from neonsim import _auth
+from neonsim import _auth, _tls
 
 log = logging.getLogger("neonsim.bootstrap")
 
@@ -63,12 +63,18 @@ class _Api:
     def __init__(self, fleet: dict):
         self.fleet = fleet
         self.http = requests.Session()
+        # verify= on each call: requests lets REQUESTS_CA_BUNDLE override a session-level verify.
+        self.verify = _tls.requests_verify(fleet)
         auth = fleet["auth"]
         self.tokens = _auth.service_tokens(auth["private_key_pem_path"]) if auth["enabled"] else {}
 
+    def url(self, entry: dict) -> str:
+        """Base URL of a node's API (https:// in a TLS fleet, trusted through the fleet CA)."""
+        return _tls.api_url(self.fleet, entry)
+
     def call(self, method: str, url: str, service: str, body=None, expected=(200,), params=None):
         headers = {"Authorization": f"Bearer {self.tokens[service]}"} if self.tokens else {}
-        resp = self.http.request(method, url, json=body, headers=headers, params=params, timeout=60)
+        resp = self.http.request(method, url, json=body, headers=headers, params=params, timeout=60, verify=self.verify)
         if resp.status_code not in expected:
             raise BootstrapError(f"{method} {url}: HTTP {resp.status_code}: {resp.text[:500]}")
         return resp.json() if resp.content else None
@@ -78,13 +84,9 @@ def _ps(fleet: dict, name: str) -> dict:
     return next(p for p in fleet["pageservers"] if p["name"] == name)
 
 
-def _url(entry: dict) -> str:
-    return f"http://127.0.0.1:{entry['http_port']}"
-
-
 def attach_tenant(api: _Api, fleet: dict, tenant: dict) -> dict[str, dict]:
     """Attach every shard, create the timelines; returns {timeline_id: TimelineInfo of shard 0}."""
-    storcon = _url(fleet["storage_controller"])
+    storcon = api.url(fleet["storage_controller"])
     shards = tenant_shard_ids(tenant)
     for tsid, number in shards:
         ps = _ps(fleet, tenant["pageservers"][number])
@@ -96,7 +98,7 @@ def attach_tenant(api: _Api, fleet: dict, tenant: dict) -> dict[str, dict]:
         )["gen"]
         api.call(
             "PUT",
-            f"{_url(ps)}/v1/tenant/{tsid}/location_config",
+            f"{api.url(ps)}/v1/tenant/{tsid}/location_config",
             "pageserver",
             {
                 "mode": "AttachedSingle",
@@ -121,7 +123,7 @@ def attach_tenant(api: _Api, fleet: dict, tenant: dict) -> dict[str, dict]:
         for tsid, number in shards:
             info = api.call(
                 "POST",
-                f"{_url(_ps(fleet, tenant['pageservers'][number]))}/v1/tenant/{tsid}/timeline",
+                f"{api.url(_ps(fleet, tenant['pageservers'][number]))}/v1/tenant/{tsid}/timeline",
                 "pageserver",
                 body,
                 expected=(200, 201),
@@ -132,9 +134,10 @@ def attach_tenant(api: _Api, fleet: dict, tenant: dict) -> dict[str, dict]:
         for tsid, number in shards:
             ps = _ps(fleet, tenant["pageservers"][number])
             resp = api.http.post(
-                f"{_url(ps)}/sim/tenant/{tsid}/synthetic",
+                f"{api.url(ps)}/sim/tenant/{tsid}/synthetic",
                 json=tenant["synthetic"],
                 timeout=60,
+                verify=api.verify,
                 headers={"Authorization": f"Bearer {api.tokens['pageserver']}"} if api.tokens else {},
             )
             if resp.status_code == 404 and "page not found" in resp.text:
@@ -149,7 +152,7 @@ def wait_active(api: _Api, ps: dict, tsid: str, timeout: float = ACTIVE_TIMEOUT_
     deadline = time.monotonic() + timeout
     state = None
     while time.monotonic() < deadline:
-        info = api.call("GET", f"{_url(ps)}/v1/tenant/{tsid}", "pageserver", expected=(200, 404, 503))
+        info = api.call("GET", f"{api.url(ps)}/v1/tenant/{tsid}", "pageserver", expected=(200, 404, 503))
         state = (info or {}).get("state") if isinstance(info, dict) else None
         slug = state.get("slug") if isinstance(state, dict) else state
         if slug == "Active":
@@ -176,7 +179,7 @@ def create_safekeeper_timelines(api: _Api, fleet: dict, tenant: dict, infos: dic
             "commit_lsn": None,
         }
         for sk in fleet["safekeepers"]:
-            api.call("POST", f"{_url(sk)}/v1/tenant/timeline", "safekeeper", body, expected=(200, 201))
+            api.call("POST", f"{api.url(sk)}/v1/tenant/timeline", "safekeeper", body, expected=(200, 201))
 
 
 def compute_spec(fleet: dict, compute: dict) -> dict:
@@ -233,11 +236,11 @@ def compute_ctl_config(fleet: dict) -> dict:
 
 def configure_compute(api: _Api, fleet: dict, compute: dict) -> None:
     body = {"spec": compute_spec(fleet, compute), "compute_ctl_config": compute_ctl_config(fleet)}
-    api.call("POST", f"{_url(compute)}/configure", "compute", body)
+    api.call("POST", f"{api.url(compute)}/configure", "compute", body)
     workload = compute.get("workload") or {}
     if workload.get("enabled"):
         settings = {k: v for k, v in workload.items() if k != "enabled"}
-        api.call("POST", f"{_url(compute)}/sim/workload", "compute", {"action": "start", **settings})
+        api.call("POST", f"{api.url(compute)}/sim/workload", "compute", {"action": "start", **settings})
 
 
 def bootstrap(fleet: dict) -> None:

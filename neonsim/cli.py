@@ -12,8 +12,10 @@ from neonsim import fleet as fleet_mod
 
 
 def _cmd_up(args) -> int:
-    fleet = fleet_mod.up(args.topology, args.dir, auth=True if args.auth else None)
+    fleet = fleet_mod.up(args.topology, args.dir, auth=True if args.auth else None, tls=True if args.tls else None)
     print(f"fleet up in {fleet['dir']}: inventory {fleet['dir']}/inventory.yml")
+    if fleet["tls"]["enabled"]:
+        print(f"node APIs serve HTTPS; CA certificate {fleet['tls']['ca_path']}")
     return 0
 
 
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topology", default="default", help="topology YAML path or bundled name (default, small)")
     p.add_argument("--dir", required=True)
     p.add_argument("--auth", action="store_true", help="enable JWT auth on every node")
+    p.add_argument("--tls", action="store_true", help="serve every node's API over HTTPS (fleet CA in DIR/tls/)")
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("down", help="stop every process of the fleet")

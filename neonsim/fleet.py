@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from neonsim import _auth, bootstrap, inventory, topology
+from neonsim import _auth, _tls, bootstrap, inventory, topology
 
 log = logging.getLogger("neonsim.fleet")
 
@@ -97,7 +97,8 @@ def node_commands(fleet: dict) -> dict[str, tuple[str, list[str]]]:
 
 
 def health_url(fleet: dict, name: str) -> tuple[str, int]:
-    """(URL answering 200 when the process is healthy, its port)."""
+    """(URL answering 200 when the process is healthy, its port). Node URLs are https:// in a TLS fleet (fetch
+    them with `verify=_tls.requests_verify(fleet)`); moto and the S3 proxy always speak plain HTTP."""
     s3 = fleet["s3"]
     if name == "moto":
         return f"http://127.0.0.1:{s3['moto_port']}/moto-api/", s3["moto_port"]
@@ -106,7 +107,12 @@ def health_url(fleet: dict, name: str) -> tuple[str, int]:
     from neonsim._server import find_node
 
     _, entry = find_node(fleet, name)
-    return f"http://127.0.0.1:{entry['http_port']}/sim/health", entry["http_port"]
+    return f"{_tls.api_url(fleet, entry)}/sim/health", entry["http_port"]
+
+
+def node_names(fleet: dict) -> list[str]:
+    """Every node of the fleet (the processes with a management API), storage controller first."""
+    return [name for name, (kind, _) in node_commands(fleet).items() if kind not in ("moto", "s3proxy")]
 
 
 def _child_env() -> dict:
@@ -151,6 +157,8 @@ def wait_healthy(fleet: dict, names: list[str], timeout: float = HEALTH_TIMEOUT_
     pending = set(names)
     deadline = time.monotonic() + timeout
     pids = load_pids(fleet["dir"])
+    # verify= on each call: requests lets REQUESTS_CA_BUNDLE override a session-level verify.
+    verify = _tls.requests_verify(fleet)
     with requests.Session() as http:
         while pending:
             for name in sorted(pending):
@@ -159,7 +167,7 @@ def wait_healthy(fleet: dict, names: list[str], timeout: float = HEALTH_TIMEOUT_
                     raise FleetError(f"{name} exited during start-up:\n{log_tail(fleet, name)}")
                 url, _ = health_url(fleet, name)
                 try:
-                    if http.get(url, timeout=2).status_code == 200:
+                    if http.get(url, timeout=2, verify=verify).status_code == 200:
                         pending.discard(name)
                 except requests.RequestException:
                     pass
@@ -190,12 +198,14 @@ def up(
     overrides: dict | None = None,
     timeout: float = HEALTH_TIMEOUT_S,
     owner_pid: int | None = None,
+    tls: bool | None = None,
 ) -> dict:
     """Resolve the topology, start every process, bootstrap tenants, write inventory.yml; returns fleet.json.
 
     `topology_source` is a name, a path, or an already-loaded topology dict; `overrides` are merged over its
-    top-level keys. On any failure the processes started so far are stopped again. With `owner_pid`, a reaper
-    process stops the fleet when that process dies without calling `down` (a killed test run).
+    top-level keys; `auth`/`tls` (when not None) override the topology's. On any failure the processes started so far
+    are stopped again. With `owner_pid`, a reaper process stops the fleet when that process dies without calling
+    `down` (a killed test run).
     """
     directory = Path(directory).resolve()
     alive = running_pids(directory) if directory.exists() else {}
@@ -206,13 +216,15 @@ def up(
         (directory / stale).unlink(missing_ok=True)
     topo = dict(topology_source) if isinstance(topology_source, dict) else topology.load_topology(topology_source)
     topo.update(overrides or {})
-    fleet = topology.resolve(topo, directory, auth=auth)
+    fleet = topology.resolve(topo, directory, auth=auth, tls=tls)
     # moto keeps S3 in memory, so disk state left by an earlier fleet in DIR would contradict the new bucket.
-    for name in [*node_commands(fleet), "requests", "s3proxy"]:
+    for name in [*node_commands(fleet), "requests", "s3proxy", _tls.TLS_DIR]:
         if (directory / name).is_dir():
             shutil.rmtree(directory / name)
     if fleet["auth"]["enabled"]:
         _auth.generate_keypair(directory)
+    if _tls.enabled(fleet):
+        _tls.generate_certificates(fleet["tls"], node_names(fleet))
     for sub in ("logs", "requests"):
         (directory / sub).mkdir(exist_ok=True)
     _write_json(directory / "fleet.json", fleet)
@@ -356,7 +368,7 @@ def status(directory) -> list[dict]:
         health = "down"
         if alive:
             try:
-                health = str(requests.get(url, timeout=2).status_code)
+                health = str(requests.get(url, timeout=2, verify=_tls.requests_verify(fleet)).status_code)
             except requests.RequestException as exc:
                 health = f"error: {type(exc).__name__}"
         rows.append(
@@ -379,7 +391,11 @@ def fault(directory, name: str, spec: dict | None) -> dict:
     if name == "moto":
         raise FleetError("faults go to s3proxy, not moto")
     url = url.replace("/sim/health", "/sim/fault")
-    resp = requests.delete(url, timeout=5) if spec is None else requests.post(url, json=spec, timeout=5)
+    verify = _tls.requests_verify(fleet)
+    if spec is None:
+        resp = requests.delete(url, timeout=5, verify=verify)
+    else:
+        resp = requests.post(url, json=spec, timeout=5, verify=verify)
     if resp.status_code != 200:
         raise FleetError(f"fault on {name} failed: HTTP {resp.status_code}: {resp.text}")
     return resp.json()
@@ -411,9 +427,24 @@ class SimFleet:
         return find_node(self.fleet, name)[1]
 
     def url(self, name: str) -> str:
+        """A node's API base URL (https:// in a TLS fleet: pass `verify=self.verify`), or the S3 endpoint."""
         if name == "s3proxy":
             return self.fleet["s3"]["endpoint_url"]
-        return f"http://127.0.0.1:{self.entry(name)['http_port']}"
+        return _tls.api_url(self.fleet, self.entry(name))
+
+    @property
+    def tls(self) -> bool:
+        return _tls.enabled(self.fleet)
+
+    @property
+    def ca_path(self) -> str | None:
+        """The fleet CA's PEM file in a TLS fleet, else None."""
+        return _tls.ca_path(self.fleet)
+
+    @property
+    def verify(self) -> str | bool:
+        """`verify=` for `requests` calls to node APIs: the fleet CA in a TLS fleet, else True."""
+        return _tls.requests_verify(self.fleet)
 
     def pg_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.entry(name)['pg_port']}"
@@ -450,14 +481,19 @@ class SimFleet:
 
 
 def start_fleet(
-    topology_source, directory, auth: bool | None = None, owner_pid: int | None = None, **overrides
+    topology_source,
+    directory,
+    auth: bool | None = None,
+    owner_pid: int | None = None,
+    tls: bool | None = None,
+    **overrides,
 ) -> SimFleet:
     """`up` plus one retry with fresh ports if a port was taken between picking and binding it."""
     try:
-        up(topology_source, directory, auth=auth, overrides=overrides, owner_pid=owner_pid)
+        up(topology_source, directory, auth=auth, overrides=overrides, owner_pid=owner_pid, tls=tls)
     except FleetError as exc:
         if "address already in use" not in str(exc).lower():
             raise
         log.warning("port collision during up; retrying with fresh ports")
-        up(topology_source, directory, auth=auth, overrides=overrides, owner_pid=owner_pid)
+        up(topology_source, directory, auth=auth, overrides=overrides, owner_pid=owner_pid, tls=tls)
     return SimFleet(directory)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from neonsim import _tls
+
 TOKEN_VARS = {
     "neon_pageserver_api_token": "pageserver",
     "neon_safekeeper_api_token": "safekeeper",
@@ -32,11 +34,14 @@ def build_inventory(fleet: dict, tokens: dict | None = None) -> dict:
     }
     if tokens:
         all_vars.update({var: tokens[service] for var, service in TOKEN_VARS.items()})
+    if _tls.enabled(fleet):
+        # What the API modules' `ca_path` needs to trust the nodes' certificates (contracts §4).
+        all_vars["neon_ca_path"] = _tls.ca_path(fleet)
     pageservers = {
         ps["name"]: _local(
             {
                 "neon_node_id": ps["node_id"],
-                "neon_api_url": f"http://127.0.0.1:{ps['http_port']}",
+                "neon_api_url": _tls.api_url(fleet, ps),
                 "neon_pg_addr": f"127.0.0.1:{ps['pg_port']}",
                 "neon_availability_zone": ps["az"],
                 "neon_s3_prefix": ps["prefix_in_bucket"],
@@ -48,7 +53,7 @@ def build_inventory(fleet: dict, tokens: dict | None = None) -> dict:
         sk["name"]: _local(
             {
                 "neon_node_id": sk["node_id"],
-                "neon_api_url": f"http://127.0.0.1:{sk['http_port']}",
+                "neon_api_url": _tls.api_url(fleet, sk),
                 "neon_pg_addr": f"127.0.0.1:{sk['pg_port']}",
                 "neon_availability_zone": sk["az"],
             }
@@ -58,7 +63,7 @@ def build_inventory(fleet: dict, tokens: dict | None = None) -> dict:
     computes = {
         c["name"]: _local(
             {
-                "neon_api_url": f"http://127.0.0.1:{c['http_port']}",
+                "neon_api_url": _tls.api_url(fleet, c),
                 "neon_compute_id": c["compute_id"],
                 "neon_tenant_id": c["tenant_id"],
                 "neon_timeline_id": c["timeline_id"],
@@ -69,9 +74,7 @@ def build_inventory(fleet: dict, tokens: dict | None = None) -> dict:
         for c in fleet.get("computes") or []
     }
     storcon = fleet.get("storage_controller")
-    controllers = (
-        {storcon["name"]: _local({"neon_api_url": f"http://127.0.0.1:{storcon['http_port']}"})} if storcon else {}
-    )
+    controllers = {storcon["name"]: _local({"neon_api_url": _tls.api_url(fleet, storcon)})} if storcon else {}
     return {
         "all": {
             "vars": all_vars,

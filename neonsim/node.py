@@ -1,8 +1,8 @@
 """One simulated node process: `python -m neonsim.node --dir DIR --name NAME`.
 
 Loads DIR/fleet.json, imports the module for the node's kind (see `neonsim._server` for the plug-in
-protocol), serves its apps on 127.0.0.1, then calls `start()`. SIGTERM/SIGINT → `stop()` and exit 0;
-SIGKILL is a crash and only the disk state in DIR/<name>/ survives.
+protocol), serves its apps on 127.0.0.1 (the API port over HTTPS in a TLS fleet), then calls `start()`.
+SIGTERM/SIGINT → `stop()` and exit 0; SIGKILL is a crash and only the disk state in DIR/<name>/ survives.
 """
 
 from __future__ import annotations
@@ -36,13 +36,17 @@ async def serve(directory: str, name: str) -> int:
 
     runners = []
     try:
+        api_ssl = ctx.server_ssl()
         for port, app in node.apps().items():
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", int(port), reuse_address=True)
+            # Only the management API port speaks TLS; the sim-only pg port stays plain HTTP (contracts §5.6).
+            ssl_context = api_ssl if int(port) == int(ctx.node["http_port"]) else None
+            site = web.TCPSite(runner, "127.0.0.1", int(port), reuse_address=True, ssl_context=ssl_context)
             await site.start()
             runners.append(runner)
-            log.info("%s (%s) listening on 127.0.0.1:%s", name, ctx.kind, port)
+            scheme = "https" if ssl_context is not None else "http"
+            log.info("%s (%s) listening on %s://127.0.0.1:%s", name, ctx.kind, scheme, port)
         start_task = asyncio.ensure_future(node.start())
         stop_task = asyncio.ensure_future(stop_event.wait())
         done, _ = await asyncio.wait({start_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)

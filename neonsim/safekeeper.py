@@ -731,7 +731,7 @@ class SafekeeperNode(Node):
             await asyncio.sleep(GOSSIP_INTERVAL_S)
             for (tenant_id, timeline_id), tl in list(self.sk.timelines.items()):
                 for peer in peers:
-                    url = f"http://127.0.0.1:{peer['http_port']}/v1/tenant/{tenant_id}/timeline/{timeline_id}"
+                    url = f"{self.ctx.http_url(peer['name'])}/v1/tenant/{tenant_id}/timeline/{timeline_id}"
                     try:
                         async with self.ctx.session.get(
                             url, headers=self.ctx.auth_headers("safekeeper"), timeout=aiohttp.ClientTimeout(total=1)

@@ -285,8 +285,17 @@ class StorageController(Node):
                     raise KeyError(field)
             for field in ("listen_pg_port", "listen_http_port"):
                 record[field] = int(record[field])
+            if record["listen_https_port"] is not None:
+                record["listen_https_port"] = int(record["listen_https_port"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ApiError(400, f"Failed to parse json request: missing or invalid field {exc}") from exc
+        if self.ctx.tls_enabled and record["listen_https_port"] is None:
+            # With --use-https-pageserver-api the controller only talks HTTPS to nodes (Node::register_pending in
+            # storage_controller/src/node.rs refuses a node without an https port).
+            raise ApiError(
+                412,
+                f"Precondition failed: cannot create node {node_id}: https is enabled, but https port is not specified",
+            )
         if str(node_id) not in self.state["nodes"]:
             try:
                 await asyncio.get_running_loop().getaddrinfo(record["listen_http_addr"], record["listen_http_port"])
@@ -564,7 +573,11 @@ class StorageController(Node):
         node = self.state["nodes"].get(str(node_id))
         if node is None:
             return
-        url = f"http://{node['listen_http_addr']}:{node['listen_http_port']}/v1/utilization"
+        if self.ctx.tls_enabled:
+            # A TLS fleet's controller runs as with --use-https-pageserver-api (storage_controller/src/main.rs).
+            url = f"https://{node['listen_http_addr']}:{node['listen_https_port']}/v1/utilization"
+        else:
+            url = f"http://{node['listen_http_addr']}:{node['listen_http_port']}/v1/utilization"
         timeout = aiohttp.ClientTimeout(total=max(1.0, min(self.heartbeat_interval_s, 5.0)))
         ok = False
         try:

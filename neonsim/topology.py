@@ -6,6 +6,7 @@ absent (a lone storage controller is a valid fleet). Shape::
 
     seed: 1                       # id generator seed
     auth: false                   # JWT auth on every node (`up --auth` forces it on)
+    tls: false                    # every node's API port serves HTTPS with a fleet CA (`up --tls` forces it on)
     s3: {bucket: neon-sim, region: us-east-1}
     prefix_in_bucket: pageserver/ # default for every pageserver; a pageserver may override it
     storage_controller: {name: storcon, heartbeat_interval_s: 5, offline_after_s: 30}   # or null for none
@@ -34,6 +35,8 @@ import socket
 from pathlib import Path
 
 import yaml
+
+from neonsim import _tls
 
 TOPOLOGY_DIR = Path(__file__).parent / "topologies"
 
@@ -117,13 +120,14 @@ def _check_hex32(value, what: str) -> str:
     return text
 
 
-def resolve(topology: dict, directory: str | Path, auth: bool | None = None) -> dict:
-    """The fleet.json document for a topology; ports are freshly picked."""
+def resolve(topology: dict, directory: str | Path, auth: bool | None = None, tls: bool | None = None) -> dict:
+    """The fleet.json document for a topology; ports are freshly picked. `auth`/`tls` override the topology's."""
     directory = Path(directory).resolve()
     rng = random.Random(topology.get("seed", 1))
     azs = list(topology.get("availability_zones") or ["az-a", "az-b"])
     default_prefix = topology.get("prefix_in_bucket", "pageserver/")
     auth_enabled = bool(topology.get("auth", False)) if auth is None else bool(auth)
+    tls_enabled = bool(topology.get("tls", False)) if tls is None else bool(tls)
 
     storcon_spec = topology.get("storage_controller", {"name": "storcon"})
     pageservers = _node_list(topology.get("pageservers"), "ps")
@@ -147,6 +151,7 @@ def resolve(topology: dict, directory: str | Path, auth: bool | None = None) -> 
             "public_key_pem_path": str(directory / "auth_public.pem"),
             "private_key_pem_path": str(directory / "auth_private.pem"),
         },
+        "tls": _tls.tls_settings(directory, tls_enabled),
         "s3": {
             "moto_port": next(ports),
             "proxy_port": next(ports),

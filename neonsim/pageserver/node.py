@@ -161,17 +161,18 @@ class PageserverCore(Node):
 
     async def _re_attach(self, empty_local_disk: bool) -> dict:
         node = self.ctx.node
-        body = {
-            "node_id": self.node_id,
-            "register": {
-                "host": "127.0.0.1",
-                "port": node["pg_port"],
-                "http_host": "127.0.0.1",
-                "http_port": node["http_port"],
-                "availability_zone_id": self.az,
-            },
-            "empty_local_disk": empty_local_disk,
+        register = {
+            "host": "127.0.0.1",
+            "port": node["pg_port"],
+            "http_host": "127.0.0.1",
+            "http_port": node["http_port"],
+            "availability_zone_id": self.az,
         }
+        if self.ctx.tls_enabled:
+            # metadata.json's `https_port` (NodeMetadata in libs/pageserver_api/src/config.rs): where HTTPS
+            # listens. In the sim that is the API port itself, which serves HTTPS only (contracts §5.6).
+            register["https_port"] = node["http_port"]
+        body = {"node_id": self.node_id, "register": register, "empty_local_disk": empty_local_disk}
         delay = 0.2
         while True:
             try:

@@ -28,9 +28,11 @@ class Harness:
         self.acked_path = Path(sim.dir) / "harness" / "acked_writes.jsonl"
         self.acked_path.parent.mkdir(parents=True, exist_ok=True)
 
-    # ---- plain HTTP -------------------------------------------------------------------------------------
+    # ---- HTTP(S) to the node APIs ------------------------------------------------------------------------------------
     def call(self, method, url, body=None, expected=(200,), params=None, service="pageserver"):
-        resp = self.http.request(method, url, json=body, params=params, headers=self.sim.headers(service), timeout=60)
+        resp = self.http.request(
+            method, url, json=body, params=params, headers=self.sim.headers(service), timeout=60, verify=self.sim.verify
+        )
         if expected is not None and resp.status_code not in expected:
             raise AssertionError(f"{method} {url}: HTTP {resp.status_code}: {resp.text[:500]}")
         return resp
@@ -89,7 +91,7 @@ class Harness:
             "start_lsn": info["last_record_lsn"],
         }
         for sk in self.sks():
-            url = f"http://127.0.0.1:{sk['http_port']}/v1/tenant/timeline"
+            url = f"{self.sim.url(sk['name'])}/v1/tenant/timeline"
             self.call("POST", url, body, (200, 201), service="safekeeper")
         self.flush_lsn[(tenant_id, timeline_id)] = parse_lsn(info["last_record_lsn"])
         return tenant_id, timeline_id, gen

@@ -47,7 +47,7 @@ class WalReceivers:
         tl.wal_source_connstr = None
 
     async def _commit_lsn(self, sk: dict, tl: Timeline) -> int | None:
-        url = f"http://127.0.0.1:{sk['http_port']}/v1/tenant/{tl.tenant.shard_id.tenant_id}/timeline/{tl.timeline_id}"
+        url = f"{self.node.ctx.http_url(sk['name'])}/v1/tenant/{tl.tenant.shard_id.tenant_id}/timeline/{tl.timeline_id}"
         try:
             async with self.node.ctx.session.get(
                 url, headers=self.node.ctx.auth_headers("safekeeper"), timeout=aiohttp.ClientTimeout(total=2)

@@ -69,7 +69,7 @@ class Run:
         return f"rc={self.rc} {verdict}\n{self.output[-8000:]}"
 
 
-def _env(tmp: Path, collections_path: str | None = None) -> dict:
+def ansible_env(tmp: Path, collections_path: str | None = None) -> dict:
     env = dict(os.environ)
     # The benchmark points this at another build of the collection (the role before a change) to compare runs.
     collections = collections_path or str(REPO / ".collections")
@@ -145,7 +145,7 @@ def migrate(
             fleet, tenant_id, source, destination, report_dir, check=check, ansible_args=ansible_args, **extra
         ),
         cwd=report_dir,
-        env=_env(report_dir, collections_path),
+        env=ansible_env(report_dir, collections_path),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -166,7 +166,7 @@ class Background:
         self.proc = subprocess.Popen(
             playbook_cmd(fleet, tenant_id, source, destination, self.report_dir, **extra),
             cwd=self.report_dir,
-            env=_env(self.report_dir),
+            env=ansible_env(self.report_dir),
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -216,7 +216,12 @@ def tenant_entry(fleet, name: str) -> dict:
 
 
 def locations(fleet, pageserver: str) -> dict:
-    body = requests.get(f"{fleet.url(pageserver)}/v1/location_config", headers=fleet.headers("pageserver"), timeout=10)
+    body = requests.get(
+        f"{fleet.url(pageserver)}/v1/location_config",
+        headers=fleet.headers("pageserver"),
+        timeout=10,
+        verify=fleet.verify,
+    )
     body = body.json()
     return {tsid: conf for tsid, conf in body["tenant_shards"]}
 
@@ -230,14 +235,17 @@ def shard_ids(fleet, name: str) -> list[str]:
 
 def timelines(fleet, pageserver: str, tsid: str) -> dict:
     body = requests.get(
-        f"{fleet.url(pageserver)}/v1/tenant/{tsid}/timeline", headers=fleet.headers("pageserver"), timeout=10
+        f"{fleet.url(pageserver)}/v1/tenant/{tsid}/timeline",
+        headers=fleet.headers("pageserver"),
+        timeout=10,
+        verify=fleet.verify,
     ).json()
     return {t["timeline_id"]: t for t in body}
 
 
 def location_history(fleet, pageserver: str, tsid: str, since: float) -> list[dict]:
     """The simulator's own record of location changes (not the role's report)."""
-    body = requests.get(f"{fleet.url(pageserver)}/sim/pageserver", timeout=10).json()
+    body = requests.get(f"{fleet.url(pageserver)}/sim/pageserver", timeout=10, verify=fleet.verify).json()
     return [e for e in body["location_history"] if e["tenant_shard_id"] == tsid and e["ts"] >= since]
 
 
@@ -249,7 +257,9 @@ def first_change(history: list[dict], mode: str) -> float:
 
 def compute_switched_at(fleet, compute: str, pageserver: str, since: float) -> float:
     """When the compute started reading from `pageserver`, by the simulated compute's own record."""
-    history = requests.get(f"{fleet.url(compute)}/sim/compute", timeout=10).json()["pageserver_history"]
+    history = requests.get(f"{fleet.url(compute)}/sim/compute", timeout=10, verify=fleet.verify).json()[
+        "pageserver_history"
+    ]
     port = fleet.entry(pageserver)["pg_port"]
     times = [e["ts"] for e in history if e["ts"] >= since and e["connstring"].endswith(f":{port}")]
     assert times, f"{compute} never switched to {pageserver}: {history}"
@@ -259,16 +269,18 @@ def compute_switched_at(fleet, compute: str, pageserver: str, since: float) -> f
 def storcon_scheduling(fleet, tid: str) -> set:
     """The tenant's shard scheduling policies on the storage controller."""
     url = f"{fleet.storcon_url}/control/v1/tenant/{tid}"
-    body = requests.get(url, headers=fleet.headers("storcon"), timeout=10).json()
+    body = requests.get(url, headers=fleet.headers("storcon"), timeout=10, verify=fleet.verify).json()
     return {shard["scheduling_policy"] for shard in body["shards"]}
 
 
 def workload(fleet, compute: str) -> dict:
-    return requests.get(f"{fleet.url(compute)}/sim/workload", timeout=10).json()
+    return requests.get(f"{fleet.url(compute)}/sim/workload", timeout=10, verify=fleet.verify).json()
 
 
 def workload_action(fleet, compute: str, action: str, **options) -> dict:
-    r = requests.post(f"{fleet.url(compute)}/sim/workload", json={"action": action, **options}, timeout=120)
+    r = requests.post(
+        f"{fleet.url(compute)}/sim/workload", json={"action": action, **options}, timeout=120, verify=fleet.verify
+    )
     r.raise_for_status()
     return r.json()
 

@@ -22,14 +22,18 @@ def wait_for(predicate, timeout=60.0, what="condition", interval=0.1):
 
 
 def report(sim, name="compute1") -> dict:
-    r = requests.get(sim.url(name) + "/sim/workload", headers=sim.headers("compute"), timeout=10)
+    r = requests.get(sim.url(name) + "/sim/workload", headers=sim.headers("compute"), timeout=10, verify=sim.verify)
     r.raise_for_status()
     return r.json()
 
 
 def workload(sim, action, name="compute1", **kw) -> dict:
     r = requests.post(
-        sim.url(name) + "/sim/workload", json={"action": action, **kw}, headers=sim.headers("compute"), timeout=60
+        sim.url(name) + "/sim/workload",
+        json={"action": action, **kw},
+        headers=sim.headers("compute"),
+        timeout=60,
+        verify=sim.verify,
     )
     r.raise_for_status()
     return r.json()
