@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from neonsim._auth import COMPUTE_ALLOW
+from neonsim._durable import write_durably
 from neonsim._server import ApiError, Node, json_response, read_json
 from neonsim.workload import PageserverConn, Workload, http_base
 
@@ -179,12 +179,7 @@ def render_postgresql_conf(spec: dict, connstring: str, stripe_size: int | None)
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_durably(path, text)
 
 
 class ComputeCtl:

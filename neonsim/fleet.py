@@ -20,6 +20,7 @@ from pathlib import Path
 import requests
 
 from neonsim import _auth, _tls, bootstrap, inventory, topology
+from neonsim._durable import write_durably
 
 log = logging.getLogger("neonsim.fleet")
 
@@ -40,10 +41,8 @@ def _read_json(path: Path, default=None):
         return default
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+def _write_json(path: Path, data, mode: int | None = None) -> None:
+    write_durably(path, json.dumps(data, indent=2, sort_keys=True), mode=mode)
 
 
 def load_fleet(directory) -> dict:
@@ -243,8 +242,7 @@ def up(
         bootstrap.bootstrap(fleet)
         tokens = _auth.service_tokens(fleet["auth"]["private_key_pem_path"]) if fleet["auth"]["enabled"] else None
         if tokens:
-            _write_json(directory / "tokens.json", tokens)
-            (directory / "tokens.json").chmod(0o600)
+            _write_json(directory / "tokens.json", tokens, mode=0o600)
         inventory.write_inventory(fleet, tokens)
     except BaseException:
         try:

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from neonsim import _tls
+from neonsim._durable import write_durably
 
 TOKEN_VARS = {
     "neon_pageserver_api_token": "pageserver",
@@ -94,9 +95,5 @@ def write_inventory(fleet: dict, tokens: dict | None = None) -> Path:
     text = "# Written by `python -m neonsim up`; contracts §4.\n" + yaml.safe_dump(
         build_inventory(fleet, tokens), sort_keys=False, default_flow_style=False
     )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    if tokens:
-        tmp.chmod(0o600)
-    tmp.replace(path)
+    write_durably(path, text, mode=0o600 if tokens else None)
     return path

@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from neonsim._auth import SAFEKEEPER_ALLOW, safekeeper_scope_rule
+from neonsim._durable import write_durably
 from neonsim._server import ApiError, Node, json_response, read_json
 from neonsim.lsn import format_lsn, parse_lsn, record_size
 
@@ -187,7 +188,7 @@ class Timeline:
         self.control["commit_lsn"] = format_lsn(self.commit_lsn)
         self.control["local_start_lsn"] = format_lsn(self.local_start_lsn)
         self.control["remote_consistent_lsn"] = format_lsn(self.remote_consistent_lsn)
-        write_json_atomic(self.control_path, self.control)
+        write_durably(self.control_path, json.dumps(self.control))
         self._persisted_commit_lsn = self.commit_lsn
 
     def close(self) -> None:
@@ -341,13 +342,7 @@ class Timeline:
 
     def _rewrite_wal(self) -> None:
         self.close()
-        tmp = self.wal_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(b"".join(json.dumps(r.to_json()).encode() + b"\n" for r in self.records))
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, self.wal_path)
+        write_durably(self.wal_path, b"".join(json.dumps(r.to_json()).encode() + b"\n" for r in self.records))
 
     def maintenance(self) -> None:
         self.expire_walsenders()
@@ -421,15 +416,6 @@ class Timeline:
                 },
             }
         }
-
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # --- the safekeeper ----------------------------------------------------------------------------------------

@@ -19,15 +19,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import time
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from neonsim._auth import STORCON_ALLOW
+from neonsim._durable import write_durably
 from neonsim._server import ApiError, Node, NodeContext, json_response, read_json
 
 log = logging.getLogger("neonsim.storcon")
@@ -73,21 +72,6 @@ def parse_tenant_id(text: str) -> str:
     if not _HEX32.match(text or ""):
         raise ApiError(400, f"failed to parse tenant_id: {text!r}")
     return text.lower()
-
-
-def write_text_durably(path: Path, text: str) -> None:
-    """Write temp + fsync + rename + fsync(dir): a crash leaves either the old or the new file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _valid_placement(value) -> bool:
@@ -202,7 +186,7 @@ class StorageController(Node):
                 return
             covered = self._changes
             text = self._state_text()  # assembled in the loop: a consistent snapshot
-            await asyncio.to_thread(write_text_durably, self.state_path, text)
+            await asyncio.to_thread(write_durably, self.state_path, text)
             self._persisted = covered
 
     def _state_text(self) -> str:

@@ -9,10 +9,10 @@ key's newest value as of its LSN (records with end_lsn <= lsn). Local files are
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neonsim._durable import write_durably
 from neonsim.lsn import lsn_hex16
 
 KEY_MIN = "0" * 36
@@ -108,14 +108,8 @@ class LayerContent:
 
 
 def write_layer_file(path: Path, kind: str, records: list[dict]) -> int:
-    """Write header + records as JSON lines atomically; returns the file size."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps({"kind": kind}) + "\n")
-        for rec in records:
-            fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    os.replace(tmp, path)
-    return path.stat().st_size
+    """Write header + records as JSON lines, durably (a crash never leaves half a layer); returns the file size."""
+    return write_durably(path, serialize_layer(kind, records))
 
 
 def serialize_layer(kind: str, records: list[dict]) -> bytes:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
+from neonsim._durable import write_durably
 from neonsim._server import ApiError, Node, NodeContext
 from neonsim.pageserver.config import ATTACHED_MODES
 from neonsim.pageserver.deletion import DeletionQueue
@@ -149,9 +150,7 @@ class PageserverCore(Node):
         path = self.tenants_dir / tsid / CONFIG_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         (path.parent / "timelines").mkdir(exist_ok=True)
-        tmp = path.with_name(CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(location, indent=1))
-        os.replace(tmp, path)
+        write_durably(path, json.dumps(location, indent=1))
 
     def load_local_configs(self) -> dict[str, dict]:
         configs = {}
