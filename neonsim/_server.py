@@ -56,6 +56,7 @@ from aiohttp import web
 from neonsim import _auth, _tls
 from neonsim._faults import FaultSpec, FaultSpecError, FaultState
 from neonsim._reqlog import DEFAULT_READ_ONLY_POSTS, RequestLog
+from neonsim.sharding import TenantShardId
 
 log = logging.getLogger("neonsim.server")
 
@@ -93,6 +94,15 @@ def json_error(status: int, msg: str, key: str = "msg") -> web.Response:
 def compute_error(status: int, msg: str) -> web.Response:
     """compute_ctl's error shape (axum): {"error": ...}."""
     return json_error(status, msg, key="error")
+
+
+def parse_tenant_shard_id(text: str) -> TenantShardId:
+    """A `{tenant_shard_id}` from a path or body (`neonsim.sharding.TenantShardId`); ApiError 400 with upstream's
+    wording (`failed to parse tenant_shard_id`) when it is not one."""
+    try:
+        return TenantShardId.parse(text)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 async def read_json(request: web.Request, required: bool = True):

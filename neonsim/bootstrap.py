@@ -17,6 +17,7 @@ import requests
 from botocore.config import Config
 
 from neonsim import _auth, _tls
+from neonsim.sharding import TenantShardId, shard_index
 
 log = logging.getLogger("neonsim.bootstrap")
 
@@ -47,14 +48,7 @@ def create_bucket(fleet: dict) -> None:
 
 def tenant_shard_ids(tenant: dict) -> list[tuple[str, int]]:
     """[(tenant_shard_id, shard_number)] in shard order."""
-    count = tenant["shard_count"]
-    if count == 0:
-        return [(tenant["tenant_id"], 0)]
-    return [(f"{tenant['tenant_id']}-{n:02x}{count:02x}", n) for n in range(count)]
-
-
-def shard_index(number: int, count: int) -> str:
-    return f"{number:02x}{count:02x}"
+    return [(str(sid), sid.shard_number) for sid in TenantShardId.shards_of(tenant["tenant_id"], tenant["shard_count"])]
 
 
 class _Api:

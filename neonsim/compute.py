@@ -20,6 +20,7 @@ from pathlib import Path
 from neonsim._auth import COMPUTE_ALLOW
 from neonsim._durable import write_durably
 from neonsim._server import ApiError, Node, json_response, read_json
+from neonsim.sharding import shard_index
 from neonsim.workload import PageserverConn, Workload, http_base
 
 log = logging.getLogger("neonsim.compute")
@@ -131,7 +132,7 @@ def _urls_from_info(info) -> tuple[list[str], int, int | None]:
     shards = info.get("shards")
     if not isinstance(shards, dict) or not shards:
         raise SpecError("pageserver_connection_info.shards must be a non-empty map")
-    expected = {"0000"} if shard_count == 0 else {f"{n:02x}{shard_count:02x}" for n in range(shard_count)}
+    expected = {shard_index(n, shard_count) for n in range(max(shard_count, 1))}
     for key in shards:
         if not _SHARD_INDEX.match(key):
             raise SpecError(f"invalid shard index {key!r} in pageserver_connection_info.shards")

@@ -27,7 +27,8 @@ from aiohttp import web
 
 from neonsim._auth import STORCON_ALLOW
 from neonsim._durable import write_durably
-from neonsim._server import ApiError, Node, NodeContext, json_response, read_json
+from neonsim._server import ApiError, Node, NodeContext, json_response, parse_tenant_shard_id, read_json
+from neonsim.sharding import TenantShardId
 
 log = logging.getLogger("neonsim.storcon")
 
@@ -47,25 +48,6 @@ NODE_ADDRESS_FIELDS = (
     "availability_zone_id",
 )
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
-_TSID = re.compile(r"^([0-9a-fA-F]{32})-([0-9a-f]{2})([0-9a-f]{2})$")
-
-
-def parse_tenant_shard_id(text: str) -> tuple[str, int, int]:
-    """(tenant_id, shard_number, shard_count) of a TenantShardId string (upstream `libs/utils/src/shard.rs`);
-    ApiError 400 otherwise."""
-    if _HEX32.match(text or ""):
-        return text.lower(), 0, 0
-    m = _TSID.match(text or "")
-    if not m:
-        raise ApiError(400, f"failed to parse tenant_shard_id: {text!r}")
-    number, count = int(m.group(2), 16), int(m.group(3), 16)
-    if count == 0 or number >= count:
-        raise ApiError(400, f"failed to parse tenant_shard_id: {text!r}")
-    return m.group(1).lower(), number, count
-
-
-def format_tenant_shard_id(tenant_id: str, number: int, count: int) -> str:
-    return tenant_id if count == 0 else f"{tenant_id}-{number:02x}{count:02x}"
 
 
 def parse_tenant_id(text: str) -> str:
@@ -244,8 +226,7 @@ class StorageController(Node):
 
     async def sim_set_secondaries(self, request: web.Request) -> web.Response:
         """Sim-only: record a shard's intended secondaries (no reconciler here to choose them)."""
-        tenant_id, number, count = parse_tenant_shard_id(request.match_info["tenant_shard_id"])
-        shard = self.state["shards"].get(format_tenant_shard_id(tenant_id, number, count))
+        shard = self.state["shards"].get(str(parse_tenant_shard_id(request.match_info["tenant_shard_id"])))
         if shard is None:
             raise ApiError(404, f"NotFound: Tenant shard {request.match_info['tenant_shard_id']} not found")
         body = await read_json(request)
@@ -402,8 +383,9 @@ class StorageController(Node):
         return json_response({"tenants": out})
 
     def _ensure_shard(self, tsid: str, stripe_size: int | None, override: int | None) -> dict:
-        tenant_id, number, count = parse_tenant_shard_id(tsid)
-        tsid = format_tenant_shard_id(tenant_id, number, count)
+        shard_id = parse_tenant_shard_id(tsid)
+        tenant_id, number, count = shard_id.tenant_id, shard_id.shard_number, shard_id.shard_count
+        tsid = str(shard_id)
         tenant = self.state["tenants"].setdefault(
             tenant_id,
             {
@@ -463,8 +445,7 @@ class StorageController(Node):
         body = await read_json(request)
         if not isinstance(body, dict) or "tenant_shard_id" not in body:
             raise ApiError(400, "Failed to parse json request: missing field `tenant_shard_id`")
-        tenant_id, number, count = parse_tenant_shard_id(str(body["tenant_shard_id"]))
-        shard = self.state["shards"].get(format_tenant_shard_id(tenant_id, number, count))
+        shard = self.state["shards"].get(str(parse_tenant_shard_id(str(body["tenant_shard_id"]))))
         if shard is None or shard["generation_pageserver"] is None or shard["generation"] is None:
             return json_response({"attachment": None})
         return json_response({"attachment": [shard["generation"], shard["generation_pageserver"]]})
@@ -584,7 +565,7 @@ class StorageController(Node):
 
 
 def _shard_key(shard: dict) -> str:
-    return format_tenant_shard_id(shard["tenant_id"], shard["shard_number"], shard["shard_count"])
+    return str(TenantShardId(shard["tenant_id"], shard["shard_number"], shard["shard_count"]))
 
 
 def _register_request_from_metadata(node_id: int, meta: dict) -> dict:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from neonsim.lsn import format_lsn, parse_lsn, record_size
-from neonsim.sharding import key_to_shard
+from neonsim.sharding import TenantShardId, key_to_shard
 
 log = logging.getLogger("neonsim.workload")
 
@@ -55,10 +55,6 @@ def http_base(connstr: str) -> str:
     if not parts.hostname or not parts.port:
         raise ValueError(f"connection string without host:port: {connstr!r}")
     return f"http://{parts.hostname}:{parts.port}"
-
-
-def tenant_shard_id(tenant_id: str, shard_number: int, shard_count: int) -> str:
-    return tenant_id if shard_count == 0 else f"{tenant_id}-{shard_number:02x}{shard_count:02x}"
 
 
 @dataclass(frozen=True)
@@ -650,7 +646,7 @@ class Workload:
             return None, "no_pageserver", 0.0
         url, shard = conn.url_for(key)
         params = {
-            "tenant_shard_id": tenant_shard_id(self.tenant_id, shard, conn.shard_count),
+            "tenant_shard_id": str(TenantShardId(self.tenant_id, shard, conn.shard_count)),
             "timeline_id": self.timeline_id,
             "key": key,
             "lsn": format_lsn(lsn),

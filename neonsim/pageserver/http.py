@@ -10,11 +10,11 @@ import time
 from aiohttp import web
 
 from neonsim._auth import PAGESERVER_ALLOW, pageserver_scope_rule
-from neonsim._server import ApiError, NodeContext, json_response, read_json
+from neonsim._server import ApiError, NodeContext, json_response, parse_tenant_shard_id, read_json
 from neonsim.lsn import format_lsn, parse_lsn
 from neonsim.pageserver import layers as L
 from neonsim.pageserver.config import UPSTREAM_DEFAULTS, BadRequest, parse_location_config, validate_tenant_conf
-from neonsim.pageserver.node import IN_PROGRESS, PageserverCore, now_rfc3339, parse_tsid
+from neonsim.pageserver.node import IN_PROGRESS, PageserverCore, now_rfc3339
 from neonsim.pageserver.remote import index_generation
 from neonsim.pageserver.secondary import SecondaryShard
 from neonsim.pageserver.tenant import TenantShard
@@ -48,6 +48,10 @@ def timeline_id_of(request: web.Request, key: str = "timeline_id") -> str:
     if not _HEX32.match(value):
         raise ApiError(400, f"failed to parse {key}: {request.match_info[key]}")
     return value
+
+
+def shard_id_of(request: web.Request) -> TenantShardId:
+    return parse_tenant_shard_id(request.match_info["tenant_shard_id"])
 
 
 def bool_query(request: web.Request, name: str) -> bool:
@@ -167,13 +171,13 @@ class Pageserver(PageserverCore):
         return json_response([s.info() for s in self.slots.values() if isinstance(s, TenantShard)])
 
     async def tenant_get(self, request):
-        shard_id = parse_tsid(request.match_info["tenant_shard_id"])
+        shard_id = shard_id_of(request)
         tenant = await self.attached_tenant(shard_id, wait_active=False)
         await tenant.wait_active(5.0)  # advisory: answer with whatever state it is in
         return json_response(tenant.info(detail=True))
 
     async def tenant_delete(self, request):
-        shard_id = parse_tsid(request.match_info["tenant_shard_id"])
+        shard_id = shard_id_of(request)
         tsid = str(shard_id)
         slot = self.get_slot(tsid)
         if tsid in self._deleting_tenants or slot is IN_PROGRESS:
@@ -195,7 +199,7 @@ class Pageserver(PageserverCore):
         return json_response(None)
 
     async def tenant_reset(self, request):
-        shard_id = parse_tsid(request.match_info["tenant_shard_id"])
+        shard_id = shard_id_of(request)
         tsid = str(shard_id)
         slot = self.get_slot(tsid)
         if not isinstance(slot, TenantShard):
@@ -212,7 +216,7 @@ class Pageserver(PageserverCore):
         return json_response(None)
 
     async def location_put(self, request):
-        shard_id = parse_tsid(request.match_info["tenant_shard_id"])
+        shard_id = shard_id_of(request)
         body = await read_json(request)
         try:
             conf = parse_location_config(body)
@@ -235,7 +239,7 @@ class Pageserver(PageserverCore):
         return json_response({"tenant_shards": items})
 
     async def location_get(self, request):
-        shard_id = parse_tsid(request.match_info["tenant_shard_id"])
+        shard_id = shard_id_of(request)
         slot = self.get_slot(str(shard_id))
         if slot is None:
             raise ApiError(404, "NotFound: Tenant shard not found")
@@ -243,7 +247,7 @@ class Pageserver(PageserverCore):
 
     # ---- tenant config (upstream `pageserver/src/http/routes.rs`) ----------------------------------------
     async def tenant_config_get(self, request):
-        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
+        tenant = await self.attached_tenant(shard_id_of(request))
         overrides = tenant.location.get("tenant_conf") or {}
         return json_response({"tenant_specific_overrides": overrides, "effective_config": tenant.effective_config()})
 
@@ -288,14 +292,14 @@ class Pageserver(PageserverCore):
 
     # ---- heatmaps and secondaries (upstream `pageserver/src/tenant/secondary.rs`) -------------------------
     async def heatmap_upload(self, request):
-        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]), wait_active=False)
+        tenant = await self.attached_tenant(shard_id_of(request), wait_active=False)
         if tenant.slug != "Active":
             raise ApiError(503, "Tenant not yet active")
         await tenant.upload_heatmap()
         return json_response(None)
 
     def _secondary(self, request) -> SecondaryShard:
-        tsid = str(parse_tsid(request.match_info["tenant_shard_id"]))
+        tsid = str(shard_id_of(request))
         slot = self.get_slot(tsid)
         if not isinstance(slot, SecondaryShard):
             raise ApiError(404, f"NotFound: Shard {tsid} not found")
@@ -323,7 +327,7 @@ class Pageserver(PageserverCore):
 
     # ---- wait_lsn (upstream `pageserver/src/http/routes.rs`) ---------------------------------------------------
     async def wait_lsn(self, request):
-        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
+        tenant = await self.attached_tenant(shard_id_of(request))
         body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("timeout"), dict):
             raise ApiError(400, "Failed to parse json request: missing field `timeout`")
@@ -365,7 +369,7 @@ class Pageserver(PageserverCore):
 
     # ---- timelines (upstream `pageserver/src/http/routes.rs`) ------------------------------------------------
     async def _timeline(self, request) -> tuple[TenantShard, Timeline]:
-        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
+        tenant = await self.attached_tenant(shard_id_of(request))
         timeline_id = timeline_id_of(request)
         tl = tenant.timelines.get(timeline_id)
         if tl is None:
@@ -373,11 +377,11 @@ class Pageserver(PageserverCore):
         return tenant, tl
 
     async def timeline_list(self, request):
-        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
+        tenant = await self.attached_tenant(shard_id_of(request))
         return json_response([tl.info() for _, tl in sorted(tenant.timelines.items())])
 
     async def timeline_and_offloaded(self, request):
-        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
+        tenant = await self.attached_tenant(shard_id_of(request))
         timelines = [tl.info() for _, tl in sorted(tenant.timelines.items())]
         return json_response({"timelines": timelines, "offloaded": []})
 
@@ -407,7 +411,7 @@ class Pageserver(PageserverCore):
         return json_response(tl.info())
 
     async def timeline_create(self, request):
-        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
+        tenant = await self.attached_tenant(shard_id_of(request))
         body = await read_json(request)
         if not isinstance(body, dict) or not _HEX32.match(str(body.get("new_timeline_id") or "").lower()):
             raise ApiError(400, "Failed to parse json request: missing or invalid field `new_timeline_id`")
@@ -465,7 +469,7 @@ class Pageserver(PageserverCore):
             tenant.creating.discard(new_id)
 
     async def timeline_delete(self, request):
-        tsid = str(parse_tsid(request.match_info["tenant_shard_id"]))
+        tsid = str(shard_id_of(request))
         slot = self.get_slot(tsid)
         if not isinstance(slot, TenantShard):
             if slot is IN_PROGRESS:
@@ -537,7 +541,7 @@ class Pageserver(PageserverCore):
 
     # ---- sim-only ---------------------------------------------------------------------------------------------
     async def sim_evict(self, request):
-        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]), wait_active=False)
+        tenant = await self.attached_tenant(shard_id_of(request), wait_active=False)
         evicted = sum(tl.evict_all() for tl in tenant.timelines.values())
         return json_response({"evicted": evicted})
 
@@ -554,7 +558,7 @@ class Pageserver(PageserverCore):
 
     async def sim_synthetic(self, request):
         """Declared size and layer metadata without WAL, so thousands of tenants fit on a small machine."""
-        tenant = await self.attached_tenant(parse_tsid(request.match_info["tenant_shard_id"]))
+        tenant = await self.attached_tenant(shard_id_of(request))
         body = await read_json(request)
         try:
             size = int(body.get("physical_size_bytes") or 0)

@@ -55,13 +55,6 @@ def now_rfc3339() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
-def parse_tsid(text: str) -> TenantShardId:
-    try:
-        return TenantShardId.parse(text)
-    except ValueError:
-        raise ApiError(400, f"failed to parse tenant_shard_id: {text}") from None
-
-
 class PageserverCore(Node):
     """State and lifecycle; the HTTP handlers live in `neonsim.pageserver.http`."""
 

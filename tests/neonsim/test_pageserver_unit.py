@@ -45,9 +45,14 @@ def test_tenant_shard_id_forms():
     sharded = TenantShardId.parse(f"{TENANT}-0104")
     assert (sharded.shard_number, sharded.shard_count, sharded.shard_index) == (1, 4, "0104")
     assert str(TenantShardId.parse(f"{TENANT}-0001")) != TENANT  # 1-shard is not unsharded
-    for bad in ("abc", TENANT + "-01", TENANT[:-1] + "g"):
-        with pytest.raises(ValueError, match="tenant_shard_id"):
+    # upstream's FromStr reads hex in either case; `-0000` is the unsharded id itself
+    assert str(TenantShardId.parse(f"{TENANT.upper()}-01A0")) == f"{TENANT}-01a0"
+    assert TenantShardId.parse(f"{TENANT}-0000") == TenantShardId.parse(TENANT)
+    for bad in ("abc", TENANT + "-01", TENANT[:-1] + "g", f"{TENANT}_0104", f"{TENANT}-0404", f"{TENANT}-0100"):
+        with pytest.raises(ValueError, match="failed to parse tenant_shard_id"):
             TenantShardId.parse(bad)
+    assert [str(s) for s in TenantShardId.shards_of(TENANT, 0)] == [TENANT]
+    assert [str(s) for s in TenantShardId.shards_of(TENANT, 2)] == [f"{TENANT}-0002", f"{TENANT}-0102"]
     assert shard_suffix("0000") == "" and shard_suffix("0104") == "-0104"
 
 
