@@ -3,8 +3,10 @@ deletion-queue validation, compaction, GC, heatmaps and secondaries, and the sim
 `pageserver/src/http/routes.rs` (API), `pageserver/src/tenant/remote_timeline_client.rs` (S3 layout),
 `docs/rfcs/025-generation-numbers.md` (generations).
 
-Modules: `node` (slots, re-attach, location_config, utilization), `http` (routes, page service), `tenant`,
-`timeline`, `layers`, `remote` (S3 layout, index_part), `deletion`, `walreceiver`, `secondary`, `config`.
+Modules, each importing only the ones after it: `http` (routes, page service), `node` (tenant slots and their
+lifecycle: re-attach, location_config, delete, reset; utilization), `tenant`, `walreceiver`, `deletion`, `timeline`,
+`secondary`, `services` (what they share: context, local disk, remote storage, tasks, counters), `remote` (S3
+layout, index_part), `layers`, `config`.
 """
 
 from neonsim.pageserver.http import Pageserver, create_node

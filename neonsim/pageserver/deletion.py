@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 if TYPE_CHECKING:
-    from neonsim.pageserver.node import Pageserver
-    from neonsim.pageserver.tenant import TenantShard
-    from neonsim.pageserver.timeline import Timeline
+    from neonsim.pageserver.services import NodeServices
+    from neonsim.pageserver.timeline import Timeline, TimelineTenant
 
 log = logging.getLogger("neonsim.pageserver.deletion")
 
@@ -21,10 +20,10 @@ VALIDATE_INTERVAL_S = 1.0
 
 
 class DeletionQueue:
-    def __init__(self, node: Pageserver):
+    def __init__(self, node: NodeServices):
         self.node = node
         self.pending: list[tuple[str, int, list[str]]] = []
-        self.lsn_updates: dict[tuple[str, str], tuple[TenantShard, Timeline, int]] = {}
+        self.lsn_updates: dict[tuple[str, str], tuple[TimelineTenant, Timeline, int]] = {}
         self.ready: list[str] = []
         self.submitted = 0
         self.executed = 0
@@ -35,7 +34,9 @@ class DeletionQueue:
         self.pending.append((tsid, generation, list(keys)))
         self.submitted += len(keys)
 
-    def push_lsn(self, tenant: TenantShard, tl: Timeline) -> None:
+    def push_lsn(self, tl: Timeline) -> None:
+        """Publish tl's remote_consistent_lsn as visible once its tenant's generation validates."""
+        tenant = tl.tenant
         self.lsn_updates[(tenant.tsid, tl.timeline_id)] = (tenant, tl, tl.remote_consistent_lsn)
 
     async def _validate(self, pairs: set[tuple[str, int]]) -> set[tuple[str, int]] | None:

@@ -14,7 +14,7 @@ from neonsim._server import ApiError, NodeContext, json_response, parse_tenant_s
 from neonsim.lsn import format_lsn, parse_lsn
 from neonsim.pageserver import layers as L
 from neonsim.pageserver.config import UPSTREAM_DEFAULTS, BadRequest, parse_location_config, validate_tenant_conf
-from neonsim.pageserver.node import IN_PROGRESS, PageserverCore, now_rfc3339
+from neonsim.pageserver.node import InProgress, PageserverCore, now_rfc3339
 from neonsim.pageserver.remote import index_generation
 from neonsim.pageserver.secondary import SecondaryShard
 from neonsim.pageserver.tenant import TenantShard
@@ -177,42 +177,11 @@ class Pageserver(PageserverCore):
         return json_response(tenant.info(detail=True))
 
     async def tenant_delete(self, request):
-        shard_id = shard_id_of(request)
-        tsid = str(shard_id)
-        slot = self.get_slot(tsid)
-        if tsid in self._deleting_tenants or slot is IN_PROGRESS:
-            raise ApiError(503, "tenant deletion already in progress")
-        self._deleting_tenants.add(tsid)
-        try:
-            if slot is not None:
-                self.slots[tsid] = IN_PROGRESS
-                try:
-                    await slot.shutdown()
-                finally:
-                    self.slots.pop(tsid, None)
-            self._purge_local(tsid)
-            # a prefix delete: an unsharded id also matches every `{tenant_id}-NNCC` shard prefix (upstream
-            # `pageserver/src/http/routes.rs`, tenant delete)
-            await self.remote.delete_prefix(f"{self.remote.prefix}tenants/{tsid}")
-        finally:
-            self._deleting_tenants.discard(tsid)
+        await self.delete_tenant(shard_id_of(request))
         return json_response(None)
 
     async def tenant_reset(self, request):
-        shard_id = shard_id_of(request)
-        tsid = str(shard_id)
-        slot = self.get_slot(tsid)
-        if not isinstance(slot, TenantShard):
-            raise ApiError(500, f"tenant {tsid} not found or not attached")
-        drop_cache = bool_query(request, "drop_cache")
-        self.slots[tsid] = IN_PROGRESS
-        try:
-            await slot.shutdown()
-            if drop_cache:
-                self.remove_tree(self.tenants_dir / tsid / "timelines")
-        finally:
-            self.slots.pop(tsid, None)
-        self._start_slot(tsid, slot.location)
+        await self.reset_tenant(shard_id_of(request), drop_cache=bool_query(request, "drop_cache"))
         return json_response(None)
 
     async def location_put(self, request):
@@ -235,7 +204,7 @@ class Pageserver(PageserverCore):
 
     async def location_list(self, request):
         self.require_ready()
-        items = [[tsid, None if s is IN_PROGRESS else s.location] for tsid, s in sorted(self.slots.items())]
+        items = [[tsid, None if isinstance(s, InProgress) else s.location] for tsid, s in sorted(self.slots.items())]
         return json_response({"tenant_shards": items})
 
     async def location_get(self, request):
@@ -243,7 +212,7 @@ class Pageserver(PageserverCore):
         slot = self.get_slot(str(shard_id))
         if slot is None:
             raise ApiError(404, "NotFound: Tenant shard not found")
-        return json_response(None if slot is IN_PROGRESS else slot.location)
+        return json_response(None if isinstance(slot, InProgress) else slot.location)
 
     # ---- tenant config (upstream `pageserver/src/http/routes.rs`) ----------------------------------------
     async def tenant_config_get(self, request):
@@ -361,7 +330,7 @@ class Pageserver(PageserverCore):
                 if gen is not None and gen >= 0 and (best is None or gen > best):
                     best = gen
             slot = self.slots.get(name)
-            stripe = slot.location.get("shard_stripe_size") if slot is not None and slot is not IN_PROGRESS else None
+            stripe = slot.location.get("shard_stripe_size") if isinstance(slot, TenantShard | SecondaryShard) else None
             shards.append({"tenant_shard_id": name, "generation": best, "stripe_size": stripe or None})
         if not shards:
             raise ApiError(404, f"NotFound: no shards found for tenant {tenant_id}")
@@ -472,7 +441,7 @@ class Pageserver(PageserverCore):
         tsid = str(shard_id_of(request))
         slot = self.get_slot(tsid)
         if not isinstance(slot, TenantShard):
-            if slot is IN_PROGRESS:
+            if isinstance(slot, InProgress):
                 raise ApiError(503, "Tenant not yet active")
             raise ApiError(412, "Precondition failed: Requested tenant is missing")
         tenant = await self.attached_tenant(slot.shard_id)
@@ -613,7 +582,7 @@ class Pageserver(PageserverCore):
         slot = self.slots.get(tsid)
         if slot is None or isinstance(slot, SecondaryShard):
             raise ApiError(404, f"tenant shard {tsid} is not attached here")
-        if slot is IN_PROGRESS:
+        if isinstance(slot, InProgress):
             raise ApiError(503, f"tenant shard {tsid} is being reconfigured")
         slot.activation_requested.set()
         if slot.slug in ("Attaching", "Activating"):

@@ -1,4 +1,9 @@
-"""The simulated pageserver node: tenant slots, location_config upserts, re-attach at start, background ticker."""
+"""The pageserver's tenant slots and their lifecycle: re-attach at start, location_config upserts, tenant delete and
+reset, lookups with upstream's error mapping, the background ticker and utilization.
+
+This module is the one owner of `slots`: every change of a slot goes through `_slot_change` (the slot reads
+`InProgress` meanwhile, as in upstream `pageserver/src/tenant/mgr.rs`); `neonsim.pageserver.http` only reads them.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,20 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import shutil
 import time
-from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Final
 
 import aiohttp
 
 from neonsim._durable import write_durably
-from neonsim._server import ApiError, Node, NodeContext
+from neonsim._server import ApiError, NodeContext
 from neonsim.pageserver.config import ATTACHED_MODES
 from neonsim.pageserver.deletion import DeletionQueue
-from neonsim.pageserver.remote import RemoteStorage
 from neonsim.pageserver.secondary import SecondaryShard
+from neonsim.pageserver.services import HISTORY_LIMIT, NodeServices
 from neonsim.pageserver.tenant import TenantShard
 from neonsim.pageserver.walreceiver import WalReceivers
 from neonsim.sharding import TenantShardId
@@ -31,14 +35,12 @@ ACTIVE_TENANT_TIMEOUT_S = 5.0
 TICK_INTERVAL_S = 0.2
 USAGE_SCAN_INTERVAL_S = 1.0
 SHUTDOWN_FLUSH_S = 5.0
-WARMUP_CONCURRENCY = 4
 MAX_SHARD_COUNT = 2500
 CONFIG_FILE = "config-v1.json"
-HISTORY_LIMIT = 10000  # entries kept per sim-only history
 
 
-class _InProgress:
-    """Marker for a slot that a location_config call is changing."""
+class InProgress:
+    """Marker for a slot that a location change, reset or delete is changing."""
 
     attached = False
     slug = "InProgress"
@@ -47,7 +49,9 @@ class _InProgress:
         return "InProgress"
 
 
-IN_PROGRESS = _InProgress()
+IN_PROGRESS: Final = InProgress()
+
+Slot = TenantShard | SecondaryShard
 
 
 def now_rfc3339() -> str:
@@ -55,32 +59,42 @@ def now_rfc3339() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
-class PageserverCore(Node):
-    """State and lifecycle; the HTTP handlers live in `neonsim.pageserver.http`."""
+class SlotChange:
+    """One change of one tenant shard's slot, from `PageserverCore._slot_change`. `old` is the previous occupant
+    (None if the slot was empty); `shut_down_old()` stops it; the change ends with `install(new)` or `remove()`.
+    A change that ends without either (an error, a cancelled request) puts the old occupant back if it was not shut
+    down yet, else leaves the slot empty."""
+
+    def __init__(self, old: Slot | None):
+        self.old = old
+        self.old_shut_down = False
+        self.decided = False
+        self.new: Slot | None = None
+
+    async def shut_down_old(self) -> None:
+        if self.old is not None:
+            await self.old.shutdown()
+        self.old_shut_down = True
+
+    def install(self, new: Slot) -> None:
+        self.new, self.decided = new, True
+
+    def remove(self) -> None:
+        self.new, self.decided = None, True
+
+
+class PageserverCore(NodeServices):
+    """Slots and lifecycle; the HTTP handlers live in `neonsim.pageserver.http`."""
 
     def __init__(self, ctx: NodeContext):
         super().__init__(ctx)
-        self.node_id = ctx.node["node_id"]
-        self.az = ctx.node.get("az")
-        self.tenants_dir: Path = ctx.data_dir / "tenants"
-        self.tenants_dir.mkdir(parents=True, exist_ok=True)
-        self.tenant_defaults = dict(ctx.fleet.get("tenant_defaults") or {})
-        self.disk_capacity = int(ctx.node.get("disk_capacity_bytes") or 100 * 1024**3)
-        self.remote = RemoteStorage(ctx.fleet["s3"], ctx.node.get("prefix_in_bucket"))
-        self.slots: dict[str, TenantShard | SecondaryShard | _InProgress] = {}
+        self.slots: dict[str, Slot | InProgress] = {}
         self.tenants_ready = False
         self.deletion_queue = DeletionQueue(self)
         self.walreceivers = WalReceivers(self)
-        self.warmup_semaphore = asyncio.Semaphore(WARMUP_CONCURRENCY)
-        self.local_bytes = 0
-        self.stats: Counter = Counter()
         # Sim-only record of accepted location changes (GET /sim/pageserver), so tests can order runbook steps.
         self.location_history: list[dict] = []
-        # Sim-only record of the periodic gc and compaction iterations started per tenant shard (GET /sim/background).
-        self.background_history: list[dict] = []
-        self._tasks: set[asyncio.Task] = set()
         self._utilization: tuple[float, dict] | None = None
-        self._deleting_tenants: set[str] = set()
 
     # ---- sim-only records ---------------------------------------------------------------------------------
     def record_location(self, ts: float, shard_id: TenantShardId, conf: dict) -> None:
@@ -90,53 +104,34 @@ class PageserverCore(Node):
         )  # fmt: skip
         del self.location_history[:-HISTORY_LIMIT]
 
-    def record_background(self, tenant: TenantShard, job: str) -> None:
-        self.background_history.append(
-            {"ts": round(time.time(), 6), "tenant_shard_id": tenant.tsid, "job": job, "mode": tenant.mode,
-             "generation": tenant.generation}
-        )  # fmt: skip
-        del self.background_history[:-HISTORY_LIMIT]
-
-    # ---- task and file helpers -----------------------------------------------------------------------
-    def spawn(self, coro, name: str) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s failed: %r", task.get_name(), task.exception())
-
-    def remove_file(self, path: Path) -> None:
+    # ---- slot changes: the one place that writes `slots` after start -----------------------------------------
+    @contextlib.asynccontextmanager
+    async def _slot_change(self, tsid: str, busy: ApiError) -> AsyncIterator[SlotChange]:
+        """Hold tsid's slot `InProgress` for one change; `busy` is raised when another change holds it."""
+        slot = self.slots.get(tsid)
+        if isinstance(slot, InProgress):
+            raise busy
+        self.slots[tsid] = IN_PROGRESS
+        change = SlotChange(slot)
         try:
-            size = path.stat().st_size
-            path.unlink()
-            self.local_bytes -= size
-        except FileNotFoundError:
-            pass
+            yield change
+        finally:
+            if not change.decided:
+                change.new = None if change.old_shut_down else change.old
+            if change.new is None:
+                self.slots.pop(tsid, None)
+            else:
+                self.slots[tsid] = change.new
 
-    def remove_tree(self, path: Path) -> None:
-        if not path.exists():
-            return
-        self.local_bytes -= sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        shutil.rmtree(path, ignore_errors=True)
-
-    def write_sparse(self, path: Path, size: int) -> None:
-        """Declared-size file without content (synthetic tenants): counts toward usage, costs no disk."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:
-            fh.truncate(size)
-        self.local_bytes += size
-
-    def _scan_local_bytes(self) -> int:
-        total = 0
-        for root, _dirs, files in os.walk(self.tenants_dir):
-            for name in files:
-                with contextlib.suppress(FileNotFoundError):
-                    total += os.stat(os.path.join(root, name)).st_size
-        return total
+    def _make_slot(self, tsid: str, location: dict, lazy: bool = False) -> Slot:
+        """A new slot for tsid in `location` (persisted first); an attached one starts attaching."""
+        shard_id = TenantShardId.parse(tsid)
+        self.persist_location(tsid, location)
+        if location["mode"] == "Secondary":
+            return SecondaryShard(self, shard_id, location)
+        tenant = TenantShard(self, shard_id, location, self.deletion_queue, self.walreceivers)
+        tenant.spawn_attach(lazy)
+        return tenant
 
     # ---- config persistence -------------------------------------------------------------------------
     def persist_location(self, tsid: str, location: dict) -> None:
@@ -160,7 +155,7 @@ class PageserverCore(Node):
 
     # ---- start: re-attach (upstream `libs/pageserver_api/src/upcall_api.rs`) ----------------------------
     async def start(self) -> None:
-        self.local_bytes = await asyncio.to_thread(self._scan_local_bytes)
+        self.local_bytes = await asyncio.to_thread(self.scan_local_bytes)
         local = self.load_local_configs()
         response = await self._re_attach(empty_local_disk=not local)
         self._apply_re_attach(local, response)
@@ -208,7 +203,7 @@ class PageserverCore(Node):
                 log.info("re-attach: %s not in response, removing local data", tsid)
                 self.remove_tree(self.tenants_dir / tsid)
                 continue
-            self._start_slot(tsid, self._re_attach_location(conf, entry))
+            self.slots[tsid] = self._make_slot(tsid, self._re_attach_location(conf, entry))
         for tsid, entry in entries.items():
             # the controller knows an attachment this disk lost: start it from remote storage
             try:
@@ -222,7 +217,7 @@ class PageserverCore(Node):
                 "tenant_conf": {},
                 "generation": None,
             }
-            self._start_slot(tsid, self._re_attach_location(base, entry))
+            self.slots[tsid] = self._make_slot(tsid, self._re_attach_location(base, entry))
 
     @staticmethod
     def _re_attach_location(conf: dict, entry: dict) -> dict:
@@ -236,17 +231,6 @@ class PageserverCore(Node):
         if entry.get("stripe_size"):
             location["shard_stripe_size"] = entry["stripe_size"]
         return location
-
-    def _start_slot(self, tsid: str, location: dict, lazy: bool = False):
-        shard_id = TenantShardId.parse(tsid)
-        self.persist_location(tsid, location)
-        if location["mode"] == "Secondary":
-            slot = SecondaryShard(self, shard_id, location)
-        else:
-            slot = TenantShard(self, shard_id, location)
-            slot.spawn_attach(lazy)
-        self.slots[tsid] = slot
-        return slot
 
     async def stop(self) -> None:
         # graceful shutdown freezes and flushes open layers first (upstream's FreezeAndFlush), within a budget
@@ -263,11 +247,9 @@ class PageserverCore(Node):
             except TimeoutError:
                 log.warning("shutdown flush did not finish within %ss", SHUTDOWN_FLUSH_S)
         for slot in list(self.slots.values()):
-            if slot is not IN_PROGRESS:
+            if not isinstance(slot, InProgress):
                 await slot.shutdown()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cancel_tasks()
 
     def health(self) -> dict:
         return {"tenants": len(self.slots)}
@@ -277,7 +259,7 @@ class PageserverCore(Node):
         while True:
             await asyncio.sleep(USAGE_SCAN_INTERVAL_S)
             try:
-                self.local_bytes = await asyncio.to_thread(self._scan_local_bytes)
+                self.local_bytes = await asyncio.to_thread(self.scan_local_bytes)
             except OSError as exc:
                 log.warning("disk usage scan failed: %s", exc)
 
@@ -286,7 +268,7 @@ class PageserverCore(Node):
             await asyncio.sleep(TICK_INTERVAL_S)
             now = time.monotonic()
             for slot in list(self.slots.values()):
-                if slot is not IN_PROGRESS:
+                if not isinstance(slot, InProgress):
                     try:
                         slot.tick(now)
                     except Exception:
@@ -297,28 +279,30 @@ class PageserverCore(Node):
         if not self.tenants_ready:
             raise ApiError(503, "Tenant map is not yet initialized (re-attach pending)")
 
-    async def upsert_location(self, shard_id: TenantShardId, conf: dict, flush_ms: int | None, lazy: bool):
+    async def upsert_location(
+        self, shard_id: TenantShardId, conf: dict, flush_ms: int | None, lazy: bool
+    ) -> dict | None:
         self.require_ready()
         tsid = str(shard_id)
+        busy = ApiError(409, "Conflict: tenant shard is being modified (InProgress)")
         slot = self.slots.get(tsid)
-        if slot is IN_PROGRESS or tsid in self._deleting_tenants:
-            raise ApiError(409, "Conflict: tenant shard is being modified (InProgress)")
+        if isinstance(slot, InProgress):
+            raise busy
         mode = conf["mode"]
         if mode == "Detached":
-            if slot is not None:
-                self.slots[tsid] = IN_PROGRESS
-                try:
-                    await slot.shutdown()
-                    self._purge_local(tsid)
-                finally:
-                    self.slots.pop(tsid, None)
-            elif (self.tenants_dir / tsid).exists():
+            if slot is None:
                 self._purge_local(tsid)
+                return None
+            async with self._slot_change(tsid, busy) as change:
+                await change.shut_down_old()
+                self._purge_local(tsid)
+                change.remove()
             return None
         if isinstance(slot, TenantShard) and mode in ATTACHED_MODES:
             if conf["generation"] < slot.generation:
                 raise ApiError(400, f"Generation {conf['generation']} is less than existing {slot.generation}")
             if conf["generation"] == slot.generation:
+                # same generation: the slot stays, only mode and tenant_conf change
                 old_mode = slot.mode
                 slot.set_location(conf)
                 self.persist_location(tsid, conf)
@@ -326,36 +310,46 @@ class PageserverCore(Node):
                     await self._flush_with_limit(slot, flush_ms)
                 await self._maybe_heatmap(slot, flush_ms)
                 return self._location_response(shard_id, conf)
-            # higher generation: full replacement
-            self.slots[tsid] = IN_PROGRESS
-            try:
-                if slot.mode != "AttachedStale":
-                    try:
-                        await asyncio.wait_for(self.deletion_queue.flush(execute=True), 10)
-                    except Exception as exc:  # advisory
-                        log.warning("deletion flush before replacing %s: %s", tsid, exc)
-                await slot.shutdown()
-            except BaseException:
-                self.slots[tsid] = slot
-                raise
-            new = self._start_slot(tsid, conf, lazy)
-            await self._maybe_heatmap(new, flush_ms)
-            return self._location_response(shard_id, conf)
         if isinstance(slot, SecondaryShard) and mode == "Secondary":
             slot.set_location(conf)
             self.persist_location(tsid, conf)
             return self._location_response(shard_id, conf)
-        # any other change: new slot, Secondary<->Attached
-        self.slots[tsid] = IN_PROGRESS
-        try:
-            if slot is not None:
-                await slot.shutdown()
-        except BaseException:
-            self.slots[tsid] = slot
-            raise
-        new = self._start_slot(tsid, conf, lazy)
+        # any other change (a higher generation, Secondary <-> attached, a new shard): a new slot
+        async with self._slot_change(tsid, busy) as change:
+            if isinstance(slot, TenantShard) and mode in ATTACHED_MODES and slot.mode != "AttachedStale":
+                try:
+                    await asyncio.wait_for(self.deletion_queue.flush(execute=True), 10)
+                except Exception as exc:  # advisory
+                    log.warning("deletion flush before replacing %s: %s", tsid, exc)
+            await change.shut_down_old()
+            new = self._make_slot(tsid, conf, lazy)
+            change.install(new)
         await self._maybe_heatmap(new, flush_ms)
         return self._location_response(shard_id, conf)
+
+    # ---- tenant delete and reset (upstream `pageserver/src/http/routes.rs`) ------------------------------------
+    async def delete_tenant(self, shard_id: TenantShardId) -> None:
+        """Shut the slot down, purge local data and delete the remote prefix; the slot is InProgress throughout."""
+        self.require_ready()
+        tsid = str(shard_id)
+        async with self._slot_change(tsid, ApiError(503, "tenant deletion already in progress")) as change:
+            await change.shut_down_old()
+            self._purge_local(tsid)
+            # a prefix delete: an unsharded id also matches every `{tenant_id}-NNCC` shard prefix
+            await self.remote.delete_prefix(f"{self.remote.prefix}tenants/{tsid}")
+            change.remove()
+
+    async def reset_tenant(self, shard_id: TenantShardId, drop_cache: bool) -> None:
+        """Shut an attached shard down and start it again from remote storage in the same location."""
+        tsid = str(shard_id)
+        slot = self.get_slot(tsid)
+        if not isinstance(slot, TenantShard):
+            raise ApiError(500, f"tenant {tsid} not found or not attached")
+        async with self._slot_change(tsid, ApiError(503, "Tenant not yet active")) as change:
+            await change.shut_down_old()
+            if drop_cache:
+                self.remove_tree(self.tenants_dir / tsid / "timelines")
+            change.install(self._make_slot(tsid, slot.location))
 
     async def _flush_with_limit(self, tenant: TenantShard, flush_ms: int) -> None:
         try:
@@ -365,7 +359,7 @@ class PageserverCore(Node):
         except Exception as exc:
             raise ApiError(500, f"flush failed: {exc}") from None
 
-    async def _maybe_heatmap(self, slot, flush_ms: int | None) -> None:
+    async def _maybe_heatmap(self, slot: Slot, flush_ms: int | None) -> None:
         if flush_ms is None or not isinstance(slot, TenantShard):
             return
         try:
@@ -392,7 +386,7 @@ class PageserverCore(Node):
         self.spawn(asyncio.to_thread(shutil.rmtree, doomed, True), f"purge {tsid}")
 
     # ---- slot lookups with upstream's error mapping (`pageserver/src/http/routes.rs`) ----------------------
-    def get_slot(self, tsid: str):
+    def get_slot(self, tsid: str) -> Slot | InProgress | None:
         self.require_ready()
         return self.slots.get(tsid)
 
@@ -401,7 +395,7 @@ class PageserverCore(Node):
         slot = self.get_slot(tsid)
         if slot is None or isinstance(slot, SecondaryShard):
             raise ApiError(404, f"NotFound: tenant {tsid}")
-        if slot is IN_PROGRESS:
+        if isinstance(slot, InProgress):
             raise ApiError(503, "Tenant not yet active")
         if wait_active:
             await slot.wait_active(ACTIVE_TENANT_TIMEOUT_S)

@@ -16,7 +16,7 @@ from neonsim.pageserver.remote import RemoteNotFound, heatmap_key, layer_key
 from neonsim.sharding import TenantShardId
 
 if TYPE_CHECKING:
-    from neonsim.pageserver.node import Pageserver
+    from neonsim.pageserver.services import NodeServices
 
 log = logging.getLogger("neonsim.pageserver.secondary")
 
@@ -31,7 +31,7 @@ class SecondaryShard:
     attached = False
     slug = "Secondary"
 
-    def __init__(self, node: Pageserver, shard_id: TenantShardId, location: dict):
+    def __init__(self, node: NodeServices, shard_id: TenantShardId, location: dict):
         self.node = node
         self.shard_id = shard_id
         self.location = location

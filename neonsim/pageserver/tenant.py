@@ -17,7 +17,9 @@ from neonsim.pageserver.timeline import Timeline
 from neonsim.sharding import TenantShardId
 
 if TYPE_CHECKING:
-    from neonsim.pageserver.node import Pageserver
+    from neonsim.pageserver.deletion import DeletionQueue
+    from neonsim.pageserver.services import NodeServices
+    from neonsim.pageserver.walreceiver import WalReceivers
 
 log = logging.getLogger("neonsim.pageserver.tenant")
 
@@ -29,8 +31,17 @@ class TenantShard:
 
     attached = True
 
-    def __init__(self, node: Pageserver, shard_id: TenantShardId, location: dict):
+    def __init__(
+        self,
+        node: NodeServices,
+        shard_id: TenantShardId,
+        location: dict,
+        deletion_queue: DeletionQueue,
+        walreceivers: WalReceivers,
+    ):
         self.node = node
+        self.deletion_queue = deletion_queue
+        self.walreceivers = walreceivers
         self.shard_id = shard_id
         self.location = location
         self.state: dict = {"slug": "Attaching"}
@@ -144,7 +155,7 @@ class TenantShard:
                 return
             self.state = {"slug": "Activating", "data": "Attaching"}
             for tl in self.timelines.values():
-                self.node.walreceivers.start(tl)
+                self.walreceivers.start(tl)
             self.state = {"slug": "Active"}
             self.active_event.set()
             log.info("tenant %s active in generation %s mode %s", self.tsid, self.generation, self.mode)
@@ -236,18 +247,18 @@ class TenantShard:
     def on_remote_consistent(self, tl: Timeline) -> None:
         if self.mode == "AttachedStale" or self.cancelled:
             return  # Stale: updates are dropped, the visible LSN freezes
-        self.node.deletion_queue.push_lsn(self, tl)
+        self.deletion_queue.push_lsn(tl)
 
     def schedule_deletion(self, keys: list[str]) -> None:
         if self.mode == "AttachedSingle":
-            self.node.deletion_queue.push(self.tsid, self.generation, keys)
+            self.deletion_queue.push(self.tsid, self.generation, keys)
         else:
             self.held_deletions.extend(keys)  # Multi/Stale: held in memory until AttachedSingle
 
     def release_held_deletions(self) -> None:
         if self.held_deletions:
             keys, self.held_deletions = self.held_deletions, []
-            self.node.deletion_queue.push(self.tsid, self.generation, keys)
+            self.deletion_queue.push(self.tsid, self.generation, keys)
 
     # ---- background work -----------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -276,7 +287,7 @@ class TenantShard:
         if self.mode != "AttachedStale" and compaction_period > 0 and now - self.last_compaction >= compaction_period:
             self.last_compaction = now
             jobs.append(self.compact_all)
-            self.node.record_background(self, "compaction")
+            self.node.record_background(self.tsid, "compaction", self.mode, self.generation)
         gc_period = self.conf_duration("gc_period")
         if (
             self.mode == "AttachedSingle"
@@ -288,7 +299,7 @@ class TenantShard:
         ):
             self.last_gc = now
             jobs.append(self.gc_all)
-            self.node.record_background(self, "gc")
+            self.node.record_background(self.tsid, "gc", self.mode, self.generation)
         heatmap_period = self.conf_duration("heatmap_period")
         if self.mode != "AttachedStale" and heatmap_period > 0 and now - self.last_heatmap >= heatmap_period:
             self.last_heatmap = now
@@ -337,7 +348,7 @@ class TenantShard:
         """freeze + flush every timeline, upload, then flush the deletion queue (flush_ms path)."""
         for tl in list(self.timelines.values()):
             await tl.freeze_and_flush(upload=True)
-        await self.node.deletion_queue.flush(execute=True)
+        await self.deletion_queue.flush(execute=True)
 
     # ---- heatmap -------------------------------------------------------------------------------------------
     def heatmap(self) -> dict:
@@ -379,7 +390,7 @@ class TenantShard:
         self.held_deletions = []
         tasks = [t for t in (self.attach_task, self.background_task) if t is not None and not t.done()]
         for tl in self.timelines.values():
-            self.node.walreceivers.stop(tl)
+            self.walreceivers.stop(tl)
             if tl.flush_task is not None and not tl.flush_task.done():
                 tasks.append(tl.flush_task)
         for task in tasks:

@@ -7,15 +7,15 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from neonsim.lsn import format_lsn, parse_lsn, record_size
 from neonsim.pageserver import layers as L
 from neonsim.pageserver.remote import RemoteNotFound, build_index_part, index_key, layer_key
-from neonsim.sharding import key_in_shard
+from neonsim.sharding import TenantShardId, key_in_shard
 
 if TYPE_CHECKING:
-    from neonsim.pageserver.tenant import TenantShard
+    from neonsim.pageserver.services import NodeServices
 
 log = logging.getLogger("neonsim.pageserver.timeline")
 
@@ -28,10 +28,43 @@ class LayerReadError(Exception):
     """A layer needed for a read could not be loaded (missing locally and in S3): HTTP 500."""
 
 
+class TimelineTenant(Protocol):
+    """What a timeline (and the WAL receiver and deletion queue working on it) needs from the attached shard it
+    belongs to, `neonsim.pageserver.tenant.TenantShard`; declared here so that imports point one way."""
+
+    node: NodeServices
+    shard_id: TenantShardId
+    timelines: dict[str, Timeline]
+    cancelled: bool
+
+    @property
+    def tsid(self) -> str: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def stripe_size(self) -> int: ...
+
+    @property
+    def shard_index_or_none(self) -> str | None: ...
+
+    @property
+    def local_dir(self) -> Path: ...
+
+    def conf_int(self, key: str) -> int: ...
+
+    def conf_duration(self, key: str) -> float: ...
+
+    def on_remote_consistent(self, tl: Timeline) -> None: ...
+
+    def schedule_deletion(self, keys: list[str]) -> None: ...
+
+
 class Timeline:
     def __init__(
         self,
-        tenant: TenantShard,
+        tenant: TimelineTenant,
         timeline_id: str,
         ancestor_timeline_id: str | None = None,
         ancestor_lsn: int = 0,
@@ -75,7 +108,7 @@ class Timeline:
 
     # ---- paths and identity -------------------------------------------------------------------
     @property
-    def node(self):
+    def node(self) -> NodeServices:
         return self.tenant.node
 
     @property

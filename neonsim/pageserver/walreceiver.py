@@ -17,7 +17,7 @@ import aiohttp
 from neonsim.lsn import format_lsn, parse_lsn
 
 if TYPE_CHECKING:
-    from neonsim.pageserver.node import Pageserver
+    from neonsim.pageserver.services import NodeServices
     from neonsim.pageserver.timeline import Timeline
 
 log = logging.getLogger("neonsim.pageserver.walreceiver")
@@ -28,7 +28,7 @@ SWITCH_AFTER_IDLE_S = 10.0
 
 
 class WalReceivers:
-    def __init__(self, node: Pageserver):
+    def __init__(self, node: NodeServices):
         self.node = node
         # Sim-only (POST /sim/walreceiver): delay before a newly started receiver's first poll, standing in for a
         # pageserver that needs a while to reach the safekeepers or ingest a backlog after an attach.

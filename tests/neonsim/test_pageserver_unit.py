@@ -11,7 +11,7 @@ from neonsim.lsn import format_lsn, lsn_hex16, parse_lsn, record_size
 from neonsim.pageserver import layers as L
 from neonsim.pageserver.config import BadRequest, effective_config, parse_duration, parse_location_config
 from neonsim.pageserver.http import Pageserver
-from neonsim.pageserver.node import IN_PROGRESS
+from neonsim.pageserver.node import IN_PROGRESS, InProgress
 from neonsim.pageserver.remote import index_generation, layer_key, normalize_prefix
 from neonsim.pageserver.tenant import TenantShard
 from neonsim.pageserver.timeline import Timeline
@@ -154,6 +154,49 @@ def test_slot_errors_before_reattach_and_while_in_progress(node):
     assert (exc.value.status, exc.value.msg) == (404, f"NotFound: tenant {'b' * 32}")
 
 
+class _FakeSlot:
+    """Stands in for a TenantShard whose shutdown can fail."""
+
+    def __init__(self, fail: bool):
+        self.fail = fail
+        self.stopped = False
+
+    async def shutdown(self):
+        if self.fail:
+            raise RuntimeError("shutdown failed")
+        self.stopped = True
+
+
+def test_slot_change_restores_or_empties_the_slot(node):
+    """One owner for slot changes: InProgress meanwhile; the old slot back when it was not shut down, else empty."""
+    busy = ApiError(409, "busy")
+
+    async def change(old, fail_after_shutdown=False, install=None):
+        node.slots[TENANT] = old
+        async with node._slot_change(TENANT, busy) as ch:
+            assert isinstance(node.slots[TENANT], InProgress)
+            with pytest.raises(ApiError):  # a second change of the same slot is refused meanwhile
+                async with node._slot_change(TENANT, busy):
+                    pass
+            await ch.shut_down_old()
+            if fail_after_shutdown:
+                raise RuntimeError("later step failed")
+            if install is not None:
+                ch.install(install)
+
+    failing = _FakeSlot(fail=True)
+    with pytest.raises(RuntimeError, match="shutdown failed"):
+        asyncio.run(change(failing))
+    assert node.slots[TENANT] is failing  # not shut down: restored
+    stopping = _FakeSlot(fail=False)
+    with pytest.raises(RuntimeError, match="later step failed"):
+        asyncio.run(change(stopping, fail_after_shutdown=True))
+    assert stopping.stopped and TENANT not in node.slots  # shut down: the slot is left empty
+    new = _FakeSlot(fail=False)
+    asyncio.run(change(_FakeSlot(fail=False), install=new))
+    assert node.slots[TENANT] is new
+
+
 def test_reattach_response_rules(node):
     local = {"mode": "AttachedMulti", "generation": 5, "tenant_conf": {"gc_period": "0s"}}
     assert node._re_attach_location(local, {"gen": 6, "mode": "AttachedSingle"}) == {
@@ -168,7 +211,7 @@ def test_reattach_response_rules(node):
 def test_gc_removes_only_layers_covered_by_a_newer_image(node):
     async def scenario():
         location = parse_location_config({"mode": "AttachedSingle", "generation": 1, "tenant_conf": {}})
-        tenant = TenantShard(node, TenantShardId.parse(TENANT), location)
+        tenant = TenantShard(node, TenantShardId.parse(TENANT), location, node.deletion_queue, node.walreceivers)
         tl = Timeline(tenant, "c" * 32)
         tenant.timelines[tl.timeline_id] = tl
         names = [
