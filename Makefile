@@ -1,5 +1,5 @@
 # neonops.storage: build, lint and test machinery. `make test` on a fresh clone needs nothing else.
-# Targets: deps lint tooling unit sanity ansible-lint test-neonsim test-integration molecule test demo bench
+# Targets: deps lint typecheck tooling unit sanity ansible-lint test-neonsim test-integration molecule test demo bench
 #          build clean distclean
 
 SHELL := /bin/bash
@@ -24,7 +24,7 @@ XDIST ?= -n 2 --dist loadfile
 PYTEST_ARGS ?=
 SANITY_ARGS ?=
 
-.PHONY: deps lint tooling unit sanity ansible-lint test-neonsim test-integration molecule test demo bench build \
+.PHONY: deps lint typecheck tooling unit sanity ansible-lint test-neonsim test-integration molecule test demo bench build \
 	clean distclean
 
 deps:
@@ -34,6 +34,10 @@ lint: deps
 	ruff check .
 	ruff format --check .
 	antsibull-changelog lint
+
+# mypy over neonsim (files and options in pyproject.toml): a stale type import or a call that no longer fits fails.
+typecheck: deps
+	mypy
 
 # Tests of this tooling (collection installer, suite runner).
 tooling: deps
@@ -57,7 +61,7 @@ test-integration: deps
 molecule: deps
 	@scripts/molecule.sh
 
-test: deps lint tooling unit sanity ansible-lint test-neonsim test-integration molecule
+test: deps lint typecheck tooling unit sanity ansible-lint test-neonsim test-integration molecule
 	@echo "make test: all steps passed"
 
 # The main job on the local simulated fleet; the migration runbook provides scripts/demo.sh.

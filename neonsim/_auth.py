@@ -45,11 +45,17 @@ def generate_keypair(directory: str | Path) -> tuple[Path, Path]:
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
-    return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path}: not an Ed25519 private key")
+    return key
 
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
-    return serialization.load_pem_public_key(Path(path).read_bytes())
+    key = serialization.load_pem_public_key(Path(path).read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path}: not an Ed25519 public key")
+    return key
 
 
 def mint_token(private_key: Ed25519PrivateKey | str | Path, scope: str, tenant_id: str | None = None, **claims) -> str:

@@ -58,7 +58,7 @@ class RequestLog:
 
 def read_request_log(path: str | Path) -> list[dict]:
     """All complete lines of a request log (a partially written last line is skipped)."""
-    entries = []
+    entries: list[dict] = []
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:

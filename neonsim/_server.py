@@ -244,7 +244,7 @@ class NodeContext:
 
     def token(self, scope: str, tenant_id: str | None = None, **claims) -> str | None:
         """A fresh EdDSA token, or None when fleet auth is off."""
-        if not self.auth_enabled:
+        if self._private_key is None:
             return None
         return _auth.mint_token(self._private_key, scope, tenant_id, **claims)
 
@@ -406,8 +406,9 @@ def _storage_auth_middleware(ctx: NodeContext, scope_rule: ScopeRule | None, all
         token, problem = _bearer(request)
         if problem == "missing":
             return json_error(401, "Unauthorized: missing authorization header")
-        if problem == "malformed":
+        if token is None:
             return json_error(401, "Unauthorized: malformed authorization header")
+        assert ctx.public_key is not None  # this middleware is only installed when fleet auth is on
         try:
             claims = _auth.verify_token(token, ctx.public_key)
         except _auth.AuthError as exc:
@@ -426,9 +427,10 @@ def _compute_auth_middleware(ctx: NodeContext, allow: set[str]):
     async def auth(request: web.Request, handler):
         if request.path in allow or request.path.startswith("/sim/") or _unrouted(request):
             return await handler(request)
-        token, problem = _bearer(request)
-        if problem is not None:
+        token, _problem = _bearer(request)
+        if token is None:
             return compute_error(400, "invalid authorization token")
+        assert ctx.public_key is not None  # this middleware is only installed when fleet auth is on
         try:
             claims = _auth.verify_token(token, ctx.public_key)
         except _auth.AuthError:

@@ -17,6 +17,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -49,7 +50,7 @@ class _Bucket:
         self._content: dict[str, LayerContent | None] = {}
 
     def list_keys(self, prefix: str) -> set[str]:
-        keys = set()
+        keys: set[str] = set()
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             keys.update(obj["Key"] for obj in page.get("Contents", []))
         return keys
@@ -145,7 +146,7 @@ def run_check(fleet_dir) -> dict:
     bucket = _Bucket(_s3_client(s3), s3["bucket"])
     prefixes = sorted({normalize_prefix(ps.get("prefix_in_bucket")) for ps in fleet.get("pageservers") or []} or {""})
     acked = _load_acked(fleet_dir, fleet)
-    report = {
+    report: dict[str, Any] = {
         "ok": True,
         "timelines_checked": 0,
         "layers_checked": 0,
@@ -202,7 +203,7 @@ def run_check(fleet_dir) -> dict:
 
 
 def _check_timeline(bucket: _Bucket, timelines: dict, tl: _IndexedTimeline, all_keys: set, acked, fleet) -> dict:
-    result = {"layers_checked": 0, "keys_checked": 0, "lost_layers": [], "lost_keys": []}
+    result: dict[str, Any] = {"layers_checked": 0, "keys_checked": 0, "lost_layers": [], "lost_keys": []}
     for _kind, _s, _e, s3_key, name, layer_gen in tl.layers:
         result["layers_checked"] += 1
         # on a live fleet an index read after the listing may reference layers uploaded since

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -207,7 +208,8 @@ class ComputeCtl:
         self.conn: PageserverConn | None = None
         self.pending_delay_s = pending_delay_s
         self.apply_delay_s = apply_delay_s
-        self.on_applied = None  # async callback(spec) after each applied spec (the workload hooks in here)
+        # async callback(spec) after each applied spec (the workload hooks in here)
+        self.on_applied: Callable[[dict], Awaitable[None]] | None = None
         self.apply_failure: str | None = None  # test hook: the next apply fails with this text
 
     @property
@@ -318,7 +320,7 @@ class ComputeNode(Node):
         return {self.ctx.node["http_port"]: self.http}
 
     async def start(self) -> None:
-        if self.ctl.resume():
+        if self.ctl.resume() and self.ctl.spec is not None:
             await self._spec_applied(self.ctl.spec)
 
     async def stop(self) -> None:
@@ -368,8 +370,8 @@ class ComputeNode(Node):
             self.workload = Workload(
                 self.ctx.session,
                 self.ctl.compute_id,
-                spec.get("tenant_id") or self.ctx.node.get("tenant_id"),
-                spec.get("timeline_id") or self.ctx.node.get("timeline_id"),
+                str(spec.get("tenant_id") or self.ctx.node.get("tenant_id")),
+                str(spec.get("timeline_id") or self.ctx.node.get("timeline_id")),
                 safekeepers,
                 lambda: self.ctl.conn,
                 self.ctx.data_dir,

@@ -53,7 +53,8 @@ def load_fleet(directory) -> dict:
 
 
 def load_pids(directory) -> dict:
-    return _read_json(Path(directory) / "pids.json", {}) or {}
+    pids: dict = _read_json(Path(directory) / "pids.json", {}) or {}
+    return pids
 
 
 def pid_alive(pid: int) -> bool:
@@ -362,7 +363,7 @@ def status(directory) -> list[dict]:
     for name, (kind, _) in node_commands(fleet).items():
         entry = pids.get(name)
         url, port = health_url(fleet, name)
-        alive = bool(entry) and pid_alive(entry["pid"])
+        alive = entry is not None and pid_alive(entry["pid"])
         health = "down"
         if alive:
             try:

@@ -139,7 +139,8 @@ class S3Proxy:
                 await asyncio.sleep(float(fault["latency_ms"]) / 1000.0)
             if fault.get("drop_rate") and self.rng.random() < float(fault["drop_rate"]):
                 self.stats["dropped"] += 1
-                request.transport.close()
+                if request.transport is not None:
+                    request.transport.close()
                 return web.Response(status=499)  # never reaches the client
             error_rate = fault.get("error_rate")
             status = fault.get("status")
@@ -150,6 +151,7 @@ class S3Proxy:
                 return s3_error(int(status or 503))
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        assert self.session is not None, "the proxy serves only between start() and stop()"
         try:
             async with self.session.request(
                 request.method, self.moto_url + request.path_qs, headers=headers, data=body, allow_redirects=False

@@ -20,6 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 from aiohttp import web
@@ -135,9 +136,9 @@ class Timeline:
         self.peers: dict[int, dict] = {}  # sk_id -> what that safekeeper last reported (broker stand-in)
         self.last_append: float | None = None
         self.changed = asyncio.Condition()
-        self._wal_file = None
+        self._wal_file: BinaryIO | None = None
         self._next_conn_id = 1
-        self._persisted_commit_lsn = None
+        self._persisted_commit_lsn: int | None = None
 
     # ---- persistence
 
@@ -287,8 +288,9 @@ class Timeline:
             if count <= 1:
                 horizon = self.shard_remote_consistent.get((0, count), 0)
             else:
-                reports = [self.shard_remote_consistent.get((n, count)) for n in range(count)]
-                if None in reports:
+                known = [self.shard_remote_consistent.get((n, count)) for n in range(count)]
+                reports = [r for r in known if r is not None]
+                if len(reports) < count:
                     continue
                 horizon = min(reports)
             best = max(best, horizon)

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import time
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -244,7 +245,7 @@ class StorageController(Node):
         `storage_controller/src/service.rs`)."""
         try:
             node_id = int(req["node_id"])
-            record = {field: req.get(field) for field in NODE_ADDRESS_FIELDS}
+            record: dict[str, Any] = {field: req.get(field) for field in NODE_ADDRESS_FIELDS}
             for field in ("listen_pg_addr", "listen_http_addr", "availability_zone_id"):
                 if not isinstance(record[field], str) or not record[field]:
                     raise KeyError(field)

@@ -229,7 +229,7 @@ def _resolve_tenants(topology: dict, fleet: dict, rng: random.Random) -> list[di
         if len(placement) != n_shards or any(p not in ps_names for p in placement):
             raise TopologyError(f"tenant {name}: pageservers must list {n_shards} known pageserver(s)")
         timelines = []
-        by_name = {}
+        by_name: dict[str, str] = {}
         for j, tl in enumerate(spec.get("timelines") or [{"name": "main"}]):
             tl = dict(tl or {})
             tl_name = tl.get("name", f"timeline{j + 1}")

@@ -25,6 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -174,8 +175,8 @@ class WalProposer:
             if time.monotonic() >= deadline:
                 raise NoQuorum(f"only {len(answered)} of {len(self.links)} safekeepers answered")
             await asyncio.sleep(RETRY_S)
-        leader = max(answered, key=lambda link: link.flush_lsn)
-        self.end_lsn = leader.flush_lsn
+        leader = max(answered, key=lambda link: link.flush_lsn or 0)
+        self.end_lsn = leader.flush_lsn or 0
         # Like a newly elected walproposer, adopt the most advanced safekeeper's WAL: committing it there makes
         # it streamable, so safekeepers behind it can be caught up from it (_recover_from_peer).
         with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
@@ -291,7 +292,7 @@ class WalProposer:
             params = {
                 "tenant_id": self.tenant_id,
                 "timeline_id": self.timeline_id,
-                "start_lsn": format_lsn(link.flush_lsn),
+                "start_lsn": format_lsn(link.flush_lsn or 0),
                 "shard_count": "0",
                 "wait_ms": "0",
                 "appname": "walproposer",
@@ -431,7 +432,7 @@ class Workload:
         self._tasks: list[asyncio.Task] = []
         self._inflight_writes: set[asyncio.Task] = set()
         self._inflight_reads: set[asyncio.Task] = set()
-        self._acked_file = None
+        self._acked_file: TextIO | None = None
         self._seq = 0
         self.running = False
         self.writing = False
@@ -481,6 +482,10 @@ class Workload:
             if entry.end_lsn <= lsn:
                 found = entry
         return found
+
+    def expected_value(self, key: str, lsn: int) -> str | None:
+        found = self.expected_at(key, lsn)
+        return found.value if found is not None else None
 
     def _fail(self, kind: str, reason: str, **sample) -> None:
         if kind == "read":
@@ -691,8 +696,8 @@ class Workload:
             return error
         mismatch = self._classify(key, lsn, value)
         if mismatch is not None:
-            expected = self.expected_at(key, lsn)
-            self._fail("read", mismatch, key=key, lsn=format_lsn(lsn), expected=expected.value, got=value)
+            expected = self.expected_value(key, lsn)
+            self._fail("read", mismatch, key=key, lsn=format_lsn(lsn), expected=expected, got=value)
             return mismatch
         self.reads_ok += 1
         self.on_activity()
@@ -708,11 +713,11 @@ class Workload:
         async def check(key: str) -> None:
             async with sem:
                 value, error, _ = await self.read_key(key, lsn, timeout_ms)
-            expected = self.expected_at(key, lsn)
+            expected = self.expected_value(key, lsn)
             if error is not None:
-                lost.append({"key": key, "expected": expected.value, "error": error})
+                lost.append({"key": key, "expected": expected, "error": error})
             elif self._classify(key, lsn, value) is not None:
-                lost.append({"key": key, "expected": expected.value, "got": value})
+                lost.append({"key": key, "expected": expected, "got": value})
 
         await asyncio.gather(*(check(k) for k in list(self.acked_keys)))
         self.lost_writes = len(lost)

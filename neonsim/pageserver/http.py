@@ -356,7 +356,7 @@ class Pageserver(PageserverCore):
 
     async def layer_map(self, request):
         _, tl = await self._timeline(request)
-        historic = [
+        historic: list[dict] = [
             {
                 "kind": "Delta" if d.kind == "delta" else "Image",
                 "layer_file_name": d.name,

@@ -83,7 +83,7 @@ class LayerDesc:
         return self.lsn_end
 
     def metadata(self) -> dict:
-        meta = {"file_size": self.file_size, "generation": self.generation}
+        meta: dict[str, int | str] = {"file_size": self.file_size, "generation": self.generation}
         if self.shard and self.shard != "0000":
             meta["shard"] = self.shard
         return meta

@@ -210,7 +210,7 @@ class PageserverCore(NodeServices):
                 shard_id = TenantShardId.parse(tsid)
             except ValueError:
                 continue
-            base = {
+            base: dict = {
                 "shard_number": shard_id.shard_number,
                 "shard_count": shard_id.shard_count,
                 "shard_stripe_size": entry.get("stripe_size") or 0,

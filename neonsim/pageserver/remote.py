@@ -148,8 +148,8 @@ class RemoteStorage:
         return json.loads(data)
 
     async def list_keys(self, prefix: str) -> list[str]:
-        def _list():
-            keys = []
+        def _list() -> list[str]:
+            keys: list[str] = []
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 keys.extend(obj["Key"] for obj in page.get("Contents", []))
             return keys
@@ -193,11 +193,11 @@ class RemoteStorage:
                 return await self.get_json(index_key(self.prefix, tsid, timeline_id, gen)), gen
             except RemoteNotFound:
                 pass
-        best = None
+        best: tuple[str, int] | None = None
         for key in await self.list_keys(timeline_prefix(self.prefix, tsid, timeline_id) + "index_part.json"):
-            gen = index_generation(key)
-            if gen is not None and gen <= generation and (best is None or gen > best[1]):
-                best = (key, gen)
+            found = index_generation(key)
+            if found is not None and found <= generation and (best is None or found > best[1]):
+                best = (key, found)
         if best is None:
             return None
         try:

@@ -9,7 +9,7 @@ import logging
 import time
 from datetime import UTC
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from neonsim.pageserver import layers as L
 from neonsim.pageserver.remote import RemoteNotFound, heatmap_key, layer_key
@@ -35,7 +35,7 @@ class SecondaryShard:
         self.node = node
         self.shard_id = shard_id
         self.location = location
-        self.progress = {
+        self.progress: dict[str, Any] = {
             "heatmap_mtime": None,
             "layers_downloaded": 0,
             "layers_total": 0,
@@ -149,7 +149,7 @@ class SecondaryShard:
             for path in tl_dir.iterdir():
                 parsed = L.parse_local_file_name(path.name)
                 layer = layers.get(parsed[0]) if parsed else None
-                if layer is None or int(layer["metadata"].get("generation") or 0) != parsed[1]:
+                if parsed is None or layer is None or int(layer["metadata"].get("generation") or 0) != parsed[1]:
                     self.node.remove_file(path)
 
     async def shutdown(self) -> None:

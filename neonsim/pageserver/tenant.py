@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from neonsim.lsn import format_lsn, parse_lsn
 from neonsim.pageserver import layers as L
@@ -229,7 +230,7 @@ class TenantShard:
             for path in tl_dir.iterdir():
                 parsed = L.parse_local_file_name(path.name)
                 desc = tl.layers.get(parsed[0]) if parsed else None
-                if desc is not None and desc.generation == parsed[1]:
+                if parsed is not None and desc is not None and desc.generation == parsed[1]:
                     desc.resident = True
                     desc.access_time = path.stat().st_mtime
                 else:
@@ -280,7 +281,7 @@ class TenantShard:
             return
         if self.synthetic:
             return
-        jobs = []
+        jobs: list[Callable[[], Awaitable[None]]] = []
         # Compaction runs in AttachedSingle and AttachedMulti, GC only in AttachedSingle (mode table §1.3). Each
         # iteration started is recorded (sim-only, GET /sim/background).
         compaction_period = self.conf_duration("compaction_period")
@@ -323,7 +324,7 @@ class TenantShard:
         for tl in self.timelines.values():
             tl.evict_all(accessed_before=cutoff)
 
-    async def _run_jobs(self, jobs) -> None:
+    async def _run_jobs(self, jobs: list[Callable[[], Awaitable[None]]]) -> None:
         for job in jobs:
             if self.cancelled:
                 return
@@ -365,7 +366,7 @@ class TenantShard:
                             "cold": False,
                         }
                     )
-            entry = {"timeline_id": tl.timeline_id, "layers": layers}
+            entry: dict[str, Any] = {"timeline_id": tl.timeline_id, "layers": layers}
             if tl.synthetic:
                 entry["neonsim_synthetic"] = True  # sim-only: layers without S3 objects
             timelines.append(entry)
@@ -399,7 +400,7 @@ class TenantShard:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def info(self, detail: bool = False) -> dict:
-        data = {
+        data: dict[str, Any] = {
             "id": self.tsid,
             "state": self.state,
             "current_physical_size": None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import boto3
@@ -73,7 +74,7 @@ class Harness:
             assert time.monotonic() < deadline, f"{tsid} not active on {ps}: {resp.status_code} {resp.text}"
             time.sleep(0.05)
 
-    def create_tenant(self, ps: str, tenant_conf: dict | None = None) -> tuple[str, str, int]:
+    def create_tenant(self, ps: str, tenant_conf: dict | None = None) -> tuple[str, str, int | None]:
         """A fresh unsharded tenant with one timeline on ps and on every safekeeper: (tenant, timeline, gen)."""
         tenant_id, timeline_id = uuid.uuid4().hex, uuid.uuid4().hex
         gen = self.attach_hook(tenant_id, ps)
@@ -100,7 +101,7 @@ class Harness:
         return list(self.fleet.get("safekeepers") or [])
 
     # ---- WAL ------------------------------------------------------------------------------------------
-    def write(self, tenant_id: str, timeline_id: str, items: list[tuple[str, str | None]], skip=()) -> int:
+    def write(self, tenant_id: str, timeline_id: str, items: Sequence[tuple[str, str | None]], skip=()) -> int:
         """Append records to every safekeeper (except those named in skip) and commit; returns the end LSN."""
         lsn = self.flush_lsn[(tenant_id, timeline_id)]
         records = []
