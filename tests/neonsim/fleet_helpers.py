@@ -1,10 +1,17 @@
-"""Helpers shared by the live-fleet tests: liveness waits and the compute workload API."""
+"""Helpers shared by the neonsim tests: liveness waits, the compute workload API of a live fleet, and in-process
+nodes (`free_port`, `serve`) for the tests that run a node's apps inside pytest instead of as a process."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import requests
+from aiohttp import web
+
+from neonsim._server import Node
+from neonsim.topology import free_ports
 
 VERIFY_TIMEOUT_MS = 15000
 
@@ -37,3 +44,30 @@ def workload(sim, action, name="compute1", **kw) -> dict:
     )
     r.raise_for_status()
     return r.json()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    return free_ports(1)[0]
+
+
+@contextlib.asynccontextmanager
+async def serve(node: Node) -> AsyncIterator[Node]:
+    """Serve a node's apps on 127.0.0.1 inside the test's event loop, started and ready as `python -m neonsim.node`
+    would have it (plain HTTP), then stop it and close its context."""
+    runners = []
+    for port, app in node.apps().items():
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+    node.ctx.ready = True
+    node.ctx.node_impl = node
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+        for runner in runners:
+            await runner.cleanup()
+        await node.ctx.close()

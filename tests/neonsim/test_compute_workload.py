@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
 import aiohttp
 import pytest
 from aiohttp import web
+from fleet_helpers import free_port
 
 from neonsim._server import NodeContext
 from neonsim.lsn import format_lsn, parse_lsn
@@ -23,12 +23,6 @@ from neonsim.workload import PageserverConn, Workload
 TENANT = "a" * 32
 TIMELINE = "b" * 32
 START = "0/1000000"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Served:

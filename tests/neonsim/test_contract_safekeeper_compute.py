@@ -9,16 +9,14 @@ each with its reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-import socket
 from pathlib import Path
 
 import aiohttp
 import jsonschema
 import pytest
 import yaml
-from aiohttp import web
+from fleet_helpers import free_port, serve
 
 from neonsim._server import NodeContext
 from neonsim.compute import ComputeNode
@@ -57,32 +55,6 @@ def validator(spec_file: str, schema_name: str) -> jsonschema.Validator:
             components["schemas"][name]["properties"][prop] = override
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": components}
     return jsonschema.Draft4Validator(schema)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def serve(node):
-    runners = []
-    for port, app in node.apps().items():
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-    node.ctx.ready = True
-    node.ctx.node_impl = node
-    await node.start()
-    try:
-        yield
-    finally:
-        await node.stop()
-        for runner in runners:
-            await runner.cleanup()
-        await node.ctx.close()
 
 
 def fleet(tmp_path) -> dict:

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 
 import aiohttp
 import pytest
-from aiohttp import web
+from fleet_helpers import free_port, serve
 
 from neonsim import _auth
 from neonsim._server import NodeContext
@@ -19,32 +17,6 @@ from neonsim.safekeeper import SafekeeperNode
 TENANT = "e" * 32
 OTHER_TENANT = "f" * 32
 TIMELINE = "1" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def serve(node):
-    runners = []
-    for port, app in node.apps().items():
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-    node.ctx.ready = True
-    node.ctx.node_impl = node
-    await node.start()
-    try:
-        yield
-    finally:
-        await node.stop()
-        for runner in runners:
-            await runner.cleanup()
-        await node.ctx.close()
 
 
 @pytest.fixture

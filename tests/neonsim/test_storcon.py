@@ -5,12 +5,12 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from fleet_helpers import wait_for
 
 pytestmark = pytest.mark.neonsim
 
@@ -52,16 +52,6 @@ def re_attach(sim, node_id, register=None):
     if register is not None:
         body["register"] = register
     return api(sim, "POST", "/upcall/v1/re-attach", body)["tenants"]
-
-
-def wait_for(predicate, timeout=20.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def test_attach_hook_generations_strictly_increase(sim):
@@ -236,11 +226,11 @@ def test_heartbeat_active_then_offline(sim):
                 "availability_zone_id": "az-a",
             },
         )
-        wait_for(lambda: api(sim, "GET", "/control/v1/node/41")["availability"] == "Active")
+        wait_for(lambda: api(sim, "GET", "/control/v1/node/41")["availability"] == "Active", 20, "node 41 Active")
     finally:
         server.shutdown()
         server.server_close()
-    wait_for(lambda: api(sim, "GET", "/control/v1/node/41")["availability"] == "Offline")
+    wait_for(lambda: api(sim, "GET", "/control/v1/node/41")["availability"] == "Offline", 20, "node 41 Offline")
 
 
 def test_state_survives_storcon_restart(neonsim_fleet):
