@@ -18,7 +18,8 @@ DEFAULT_READ_ONLY_POSTS = (r"/debug/v1/inspect$", r"/wait_lsn$")
 def is_mutating(method: str, path: str, read_only_posts=DEFAULT_READ_ONLY_POSTS) -> bool:
     if method.upper() not in MUTATING_METHODS:
         return False
-    return not (method.upper() == "POST" and any(re.search(rx, path) for rx in read_only_posts))
+    route = path[:-1] if len(path) > 1 and path.endswith("/") else path  # `/wait_lsn/` reaches `/wait_lsn`
+    return not (method.upper() == "POST" and any(re.search(rx, route) for rx in read_only_posts))
 
 
 def is_sim_path(path: str) -> bool:

@@ -28,6 +28,9 @@ the module for the node's kind (`neonsim.storcon`, `neonsim.pageserver`, `neonsi
         return Pageserver(ctx)
 
 What `make_http_app` gives every node's HTTP port, outermost first:
+0. routing: every route also answers with one trailing slash (`/v1/status/`, `.../timeline/{id}/`) like upstream's
+   routerify-based routers (pageserver, safekeeper, storage controller); `trailing_slash=False` keeps paths exact
+   (compute_ctl's axum router). Sim-only `/sim/...` routes are always exact;
 1. request log (DIR/requests/<name>.jsonl, contracts §5.1);
 2. upstream error shapes: `raise ApiError(status, msg)` anywhere → `{"msg": msg}` (or `{"error": msg}` for
    `error_key="error"`, compute_ctl); unknown route → 404 `{"msg": "page not found"}`; uncaught exception → 500;
@@ -47,15 +50,17 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute, UrlMappingMatchInfo
+from yarl import URL
 
 from neonsim import _auth, _tls
 from neonsim._faults import FaultSpec, FaultSpecError, FaultState
-from neonsim._reqlog import DEFAULT_READ_ONLY_POSTS, RequestLog
+from neonsim._reqlog import DEFAULT_READ_ONLY_POSTS, RequestLog, is_sim_path
 from neonsim.sharding import TenantShardId
 
 log = logging.getLogger("neonsim.server")
@@ -116,6 +121,60 @@ async def read_json(request: web.Request, required: bool = True):
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"Failed to parse json request: {exc}") from exc
+
+
+def route_path(request: web.Request) -> str:
+    """The path of the route a request reached: without the one trailing slash `_TrailingSlashRoutes` accepts. Scope
+    rules and fault matching use it; the request log and the auth allow-list see the path as sent."""
+    path = request.path
+    if len(path) > 1 and path.endswith("/") and request.match_info.http_exception is None:
+        return path[:-1]
+    return path
+
+
+class _TrailingSlashRoutes(web.AbstractResource):
+    """`/path/` reaches the route of `/path`. Upstream's pageserver, safekeeper and storage controller build their
+    routers with routerify (`libs/http-utils/src/endpoint.rs`, `make_router`), which matches a path with or without
+    one trailing slash; aiohttp matches exactly. Registered once per app (`make_http_app`): a request whose path ends
+    in a slash and matches nothing else is resolved again without the slash. `/sim/...` stays exact."""
+
+    def __init__(self, router: web.UrlDispatcher):
+        super().__init__(name=None)
+        self._router = router
+
+    @property
+    def canonical(self) -> str:
+        return "/"  # indexed at the root: tried last, after every resource a longer prefix selects
+
+    def url_for(self, *args: str, **kwargs: str) -> URL:
+        raise RuntimeError("the trailing-slash alias has no URL of its own")
+
+    def add_prefix(self, prefix: str) -> None:
+        raise RuntimeError("the trailing-slash alias cannot be prefixed")
+
+    async def resolve(self, request: web.Request) -> tuple[UrlMappingMatchInfo | None, set[str]]:
+        path = request.rel_url.path
+        if len(path) < 2 or not path.endswith("/") or path.endswith("//") or is_sim_path(path):
+            return None, set()
+        match = await self._router.resolve(request.clone(rel_url=request.rel_url.with_path(path[:-1])))
+        error = match.http_exception
+        if error is None:
+            return match, {match.route.method}
+        if isinstance(error, web.HTTPMethodNotAllowed):
+            return None, set(error.allowed_methods)
+        return None, set()
+
+    def get_info(self):  # aiohttp annotates it with a private TypedDict
+        return {"path": "/{path}/"}
+
+    def raw_match(self, path: str) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[AbstractRoute]:
+        return iter(())
 
 
 def find_node(fleet: dict, name: str) -> tuple[str, dict]:
@@ -267,6 +326,7 @@ class NodeContext:
         error_key: str = "msg",
         auth_mode: str = "storage",
         read_only_posts: tuple[str, ...] = (),
+        trailing_slash: bool = True,
     ) -> web.Application:
         """The node's admin HTTP app with logging, error shapes, faults, auth and the /sim/* routes."""
         if read_only_posts:
@@ -283,6 +343,8 @@ class NodeContext:
                 middlewares.append(_storage_auth_middleware(self, scope_rule, set(allow)))
         app = web.Application(middlewares=middlewares, client_max_size=64 * 1024 * 1024)
         app[CTX_KEY] = self
+        if trailing_slash:
+            app.router.register_resource(_TrailingSlashRoutes(app.router))
         app.router.add_post("/sim/fault", self._set_fault)
         app.router.add_get("/sim/fault", self._get_fault)
         app.router.add_delete("/sim/fault", self._clear_fault)
@@ -375,7 +437,7 @@ def _error_middleware(error_key: str):
 def _fault_middleware(ctx: NodeContext, error_key: str):
     @web.middleware
     async def faults(request: web.Request, handler):
-        status = await ctx.faults.apply(request.method, request.path)
+        status = await ctx.faults.apply(request.method, route_path(request))
         if status is not None:
             return json_error(status, f"injected fault (status {status})", error_key)
         return await handler(request)

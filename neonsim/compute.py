@@ -308,7 +308,8 @@ class ComputeNode(Node):
         self.workload_options = dict(entry.get("workload") or {})
         self.workload: Workload | None = None
         self._last_connstring: str | None = None  # the history file's last entry, read once
-        self.http = ctx.make_http_app(error_key="error", auth_mode="compute", allow=COMPUTE_ALLOW)
+        # compute_ctl's axum router matches paths exactly (upstream `compute_tools/src/http/server.rs`)
+        self.http = ctx.make_http_app(error_key="error", auth_mode="compute", allow=COMPUTE_ALLOW, trailing_slash=False)
         r = self.http.router
         r.add_get("/status", self.status)
         r.add_post("/configure", self.configure)

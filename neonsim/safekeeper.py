@@ -27,7 +27,7 @@ from aiohttp import web
 
 from neonsim._auth import SAFEKEEPER_ALLOW, safekeeper_scope_rule
 from neonsim._durable import write_durably
-from neonsim._server import ApiError, Node, json_response, read_json
+from neonsim._server import ApiError, Node, json_response, read_json, route_path
 from neonsim.lsn import format_lsn, parse_lsn, record_size
 
 WALSENDER_EXPIRY_S = 5.0
@@ -675,7 +675,7 @@ class Safekeeper:
 
 def _http_scope_rule(request, claims: dict) -> bool:
     # Timeline creation carries its tenant in the body: a tenant token may pass here, the handler checks it.
-    if request.method == "POST" and request.path == "/v1/tenant/timeline" and claims.get("scope") == "tenant":
+    if request.method == "POST" and route_path(request) == "/v1/tenant/timeline" and claims.get("scope") == "tenant":
         return True
     return safekeeper_scope_rule(request, claims)
 

@@ -10,7 +10,7 @@ import time
 from aiohttp import web
 
 from neonsim._auth import PAGESERVER_ALLOW, pageserver_scope_rule
-from neonsim._server import ApiError, NodeContext, json_response, parse_tenant_shard_id, read_json
+from neonsim._server import ApiError, NodeContext, json_response, parse_tenant_shard_id, read_json, route_path
 from neonsim.lsn import format_lsn, parse_lsn
 from neonsim.pageserver import layers as L
 from neonsim.pageserver.config import UPSTREAM_DEFAULTS, BadRequest, parse_location_config, validate_tenant_conf
@@ -36,9 +36,10 @@ TENANT_CONF_KEYS = set(UPSTREAM_DEFAULTS) | {
 
 
 def scope_rule(request: web.Request, claims: dict) -> bool:
-    if NO_SCOPE_CHECK.match(request.path):
+    path = route_path(request)
+    if NO_SCOPE_CHECK.match(path):
         return True
-    if request.path == "/v1/tenant/config" and claims.get("scope") == "tenant":
+    if path == "/v1/tenant/config" and claims.get("scope") == "tenant":
         return True  # the tenant id is in the body; the handler checks it
     return pageserver_scope_rule(request, claims)
 

@@ -1,0 +1,156 @@
+"""What a client written against upstream notices: trailing slashes on routes, the non-incremental logical size, the
+layer map's shape and the remote timeline client's call counters (issue 10).
+
+Sources: upstream `pageserver/src/http/routes.rs` (handlers, query flags), `libs/http-utils/src/endpoint.rs` (the
+routerify router of the pageserver, safekeeper and storage controller), `libs/pageserver_api/src/models.rs`
+(`LayerMapInfo`, `HistoricLayerInfo`, `InMemoryLayerInfo`, `LayerAccessStats`), `pageserver/src/metrics.rs`
+(`pageserver_remote_timeline_client_calls_started` / `_finished`) and `compute_tools/src/http/server.rs` (axum,
+exact paths).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from aiohttp.test_utils import make_mocked_request
+from fleet_helpers import free_port
+
+from neonsim._server import NodeContext
+from neonsim.compute import ComputeNode
+from neonsim.pageserver.http import Pageserver
+from neonsim.pageserver.testing import Harness
+from neonsim.safekeeper import SafekeeperNode
+from neonsim.storcon import StorageController
+
+pytestmark = pytest.mark.neonsim
+
+# Compaction and GC only when a test asks; a checkpoint only when a test asks (so unflushed WAL stays in memory).
+QUIET = {"compaction_period": "0s", "gc_period": "0s", "checkpoint_timeout": "10m", "checkpoint_distance": 10**9}
+TENANT = "e" * 32
+
+
+@pytest.fixture(scope="module")
+def sim(neonsim_fleet_module):
+    return neonsim_fleet_module("small")
+
+
+@pytest.fixture(scope="module")
+def h(sim):
+    return Harness(sim)
+
+
+def tenant_with_data(h, ps="ps1", keys=5, tag="v"):
+    tenant, timeline, gen = h.create_tenant(ps, QUIET)
+    lsn = h.write_keys(tenant, timeline, keys, tag)
+    h.wait_lsn(ps, tenant, timeline, lsn)
+    return tenant, timeline, gen, lsn
+
+
+# ---- trailing slashes ------------------------------------------------------------------------------------------------
+
+
+def _in_process_nodes(tmp_path):
+    ports = iter(free_port() for _ in range(10))
+    s3 = {"endpoint_url": "http://127.0.0.1:9", "bucket": "b", "region": "us-east-1"}
+    fleet = {
+        "dir": str(tmp_path),
+        "auth": {"enabled": False},
+        "s3": s3,
+        "storage_controller": {"name": "storcon", "http_port": next(ports)},
+        "pageservers": [
+            {"name": "ps1", "node_id": 1, "http_port": next(ports), "pg_port": next(ports), "az": "az-a"}
+        ],
+        "safekeepers": [{"name": "sk1", "node_id": 101, "http_port": next(ports), "pg_port": next(ports)}],
+        "computes": [
+            {"name": "compute1", "compute_id": "c-1", "http_port": next(ports), "tenant_id": TENANT,
+             "timeline_id": TENANT, "workload": {"enabled": False}}
+        ],
+    }  # fmt: skip
+    return {
+        "pageserver": Pageserver(NodeContext(tmp_path, "ps1", fleet=fleet)),
+        "safekeeper": SafekeeperNode(NodeContext(tmp_path, "sk1", fleet=fleet)),
+        "storcon": StorageController(NodeContext(tmp_path, "storcon", fleet=fleet)),
+        "compute": ComputeNode(NodeContext(tmp_path, "compute1", fleet=fleet)),
+    }
+
+
+def _upstream_routes(app):
+    """(method, example path, handler) of every upstream route of an app (not the sim-only /sim/... ones)."""
+    for resource in app.router.resources():
+        canonical = resource.canonical
+        if canonical.startswith("/sim/") or not len(resource):
+            continue
+        path = re.sub(r"\{[^}]+\}", TENANT, canonical)
+        for route in resource:
+            if route.method != "HEAD":
+                yield route.method, path, route.handler
+
+
+def test_every_upstream_route_accepts_a_trailing_slash(tmp_path):
+    """routerify (pageserver, safekeeper, storage controller) matches `/path` and `/path/` alike; compute_ctl's axum
+    router does not."""
+    nodes = _in_process_nodes(tmp_path)
+
+    async def check():
+        checked = 0
+        for kind, node in nodes.items():
+            app = node.http
+            for method, path, handler in _upstream_routes(app):
+                exact = await app.router.resolve(make_mocked_request(method, path, app=app))
+                assert exact.handler == handler, (kind, method, path)
+                slashed = await app.router.resolve(make_mocked_request(method, path + "/", app=app))
+                if kind == "compute":
+                    assert slashed.http_exception is not None and slashed.http_exception.status == 404, path
+                else:
+                    assert slashed.http_exception is None and slashed.handler == handler, (kind, method, path + "/")
+                    checked += 1
+            # sim-only routes stay exact, and two slashes are not one
+            sim = await app.router.resolve(make_mocked_request("GET", "/sim/health/", app=app))
+            assert sim.http_exception is not None and sim.http_exception.status == 404
+        for node in nodes.values():
+            await node.ctx.close()
+        return checked
+
+    assert asyncio.run(check()) > 50
+
+
+def test_trailing_slash_routes_on_a_live_fleet(h, sim):
+    tenant, timeline, gen, _lsn = tenant_with_data(h)
+    base = h.ps("ps1")
+    for path in (
+        "/v1/status",
+        "/v1/tenant",
+        f"/v1/tenant/{tenant}",
+        f"/v1/tenant/{tenant}/timeline",
+        f"/v1/tenant/{tenant}/timeline/{timeline}",
+        f"/v1/tenant/{tenant}/timeline/{timeline}/layer",
+    ):
+        exact, slashed = h.call("GET", base + path).json(), h.call("GET", base + path + "/").json()
+        # sizes, LSNs and access times may move between two reads: compare the shape
+        assert type(slashed) is type(exact), path
+        if isinstance(exact, dict):
+            assert set(slashed) == set(exact), path
+        else:
+            assert len(slashed) == len(exact), path
+    assert h.call("GET", base + "/v1/status/").json() == {"id": h.node_id("ps1")}
+    # a mutating route too: the same-generation location_config upsert
+    body = {"mode": "AttachedSingle", "generation": gen, "secondary_conf": None, "tenant_conf": QUIET}
+    resp = h.call("PUT", f"{base}/v1/tenant/{tenant}/location_config/", body)
+    assert resp.json()["shards"] == [{"shard_id": tenant, "node_id": h.node_id("ps1")}]
+    # the request log keeps the path as sent
+    logged = [e for e in sim.request_log("ps1") if e["path"] == f"/v1/tenant/{tenant}/location_config/"]
+    assert logged and logged[-1]["status"] == 200 and logged[-1]["mutating"]
+    # safekeeper and storage controller: the same router
+    sk1 = sim.entry("sk1")
+    assert h.call("GET", sim.url("sk1") + "/v1/status/", service="safekeeper").json() == {"id": sk1["node_id"]}
+    assert h.call("GET", sim.storcon_url + "/status/", service="storcon").status_code == 200
+    nodes = h.call("GET", sim.storcon_url + "/control/v1/node/", service="storcon").json()
+    assert {n["id"] for n in nodes} >= {h.node_id("ps1"), h.node_id("ps2")}
+    # compute_ctl (axum) matches exactly
+    assert h.call("GET", sim.url("compute1") + "/status", service="compute").status_code == 200
+    resp = h.call("GET", sim.url("compute1") + "/status/", service="compute", expected=(404,))
+    assert resp.status_code == 404
+    # sim-only routes are not upstream's: exact
+    h.call("GET", base + "/sim/health/", expected=(404,))
