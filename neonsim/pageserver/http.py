@@ -14,7 +14,7 @@ from neonsim._server import ApiError, NodeContext, json_response, parse_tenant_s
 from neonsim.lsn import format_lsn, parse_lsn
 from neonsim.pageserver import layers as L
 from neonsim.pageserver.config import UPSTREAM_DEFAULTS, BadRequest, parse_location_config, validate_tenant_conf
-from neonsim.pageserver.node import InProgress, PageserverCore, now_rfc3339
+from neonsim.pageserver.node import ACTIVE_TENANT_TIMEOUT_S, InProgress, PageserverCore, now_rfc3339
 from neonsim.pageserver.remote import index_generation
 from neonsim.pageserver.secondary import SecondaryShard
 from neonsim.pageserver.tenant import TenantShard
@@ -346,9 +346,21 @@ class Pageserver(PageserverCore):
             raise ApiError(404, f"NotFound: Timeline {tenant.tsid}/{timeline_id} was not found")
         return tenant, tl
 
+    async def _timeline_info(self, request, tl: Timeline) -> dict:
+        """TimelineInfo with upstream's query flags (`pageserver/src/http/routes.rs`, `build_timeline_info`)."""
+        if bool_query(request, "force-await-initial-logical-size"):
+            await tl.wait_initial_logical_size(ACTIVE_TENANT_TIMEOUT_S)
+        non_incremental = None
+        if bool_query(request, "include-non-incremental-logical-size"):
+            try:
+                non_incremental = await tl.non_incremental_logical_size()
+            except LayerReadError as exc:
+                raise ApiError(500, str(exc)) from None
+        return tl.info(non_incremental)
+
     async def timeline_list(self, request):
         tenant = await self.attached_tenant(shard_id_of(request))
-        return json_response([tl.info() for _, tl in sorted(tenant.timelines.items())])
+        return json_response([await self._timeline_info(request, tl) for _, tl in sorted(tenant.timelines.items())])
 
     async def timeline_and_offloaded(self, request):
         tenant = await self.attached_tenant(shard_id_of(request))
@@ -378,7 +390,7 @@ class Pageserver(PageserverCore):
 
     async def timeline_get(self, request):
         _, tl = await self._timeline(request)
-        return json_response(tl.info())
+        return json_response(await self._timeline_info(request, tl))
 
     async def timeline_create(self, request):
         tenant = await self.attached_tenant(shard_id_of(request))
@@ -420,6 +432,7 @@ class Pageserver(PageserverCore):
                 tl.prev_record_lsn = ancestor.prev_record_lsn if lsn == ancestor.last_record_lsn else 0
             else:
                 tl = Timeline(tenant, new_id, initdb_lsn=INITDB_LSN, pg_version=pg_version)
+                tl.logical_size_accurate = True  # empty: nothing to calculate
                 image = L.LayerDesc(
                     name=L.image_layer_name(INITDB_LSN),
                     generation=tenant.generation,
@@ -434,6 +447,7 @@ class Pageserver(PageserverCore):
                 raise ApiError(503, "Shutting down")
             tenant.timelines[new_id] = tl
             self.walreceivers.start(tl)
+            tl.start_initial_logical_size()  # a branch starts with its ancestor's keys
             return json_response(tl.info(), status=201)
         finally:
             tenant.creating.discard(new_id)

@@ -25,6 +25,7 @@ from neonsim.pageserver.remote import RemoteStorage
 log = logging.getLogger("neonsim.pageserver")
 
 WARMUP_CONCURRENCY = 4
+LOGICAL_SIZE_CONCURRENCY = 2  # initial logical size calculations running at once (they read every layer)
 HISTORY_LIMIT = 10000  # entries kept per sim-only history
 
 
@@ -42,6 +43,7 @@ class NodeServices(Node):
         self.remote = RemoteStorage(ctx.fleet["s3"], ctx.node.get("prefix_in_bucket"))
         # lazy attaches queue here unless a request needs the tenant (upstream's warm-up concurrency limit)
         self.warmup_semaphore = asyncio.Semaphore(WARMUP_CONCURRENCY)
+        self.logical_size_semaphore = asyncio.Semaphore(LOGICAL_SIZE_CONCURRENCY)
         self.local_bytes = 0
         self.stats: Counter[str] = Counter()
         # Sim-only record of the periodic gc and compaction iterations started per tenant shard (GET /sim/background).

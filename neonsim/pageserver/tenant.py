@@ -157,6 +157,7 @@ class TenantShard:
             self.state = {"slug": "Activating", "data": "Attaching"}
             for tl in self.timelines.values():
                 self.walreceivers.start(tl)
+                tl.start_initial_logical_size()
             self.state = {"slug": "Active"}
             self.active_event.set()
             log.info("tenant %s active in generation %s mode %s", self.tsid, self.generation, self.mode)
@@ -392,8 +393,9 @@ class TenantShard:
         tasks = [t for t in (self.attach_task, self.background_task) if t is not None and not t.done()]
         for tl in self.timelines.values():
             self.walreceivers.stop(tl)
-            if tl.flush_task is not None and not tl.flush_task.done():
-                tasks.append(tl.flush_task)
+            for task in (tl.flush_task, tl.logical_size_task):
+                if task is not None and not task.done():
+                    tasks.append(task)
         for task in tasks:
             task.cancel()
         if tasks:

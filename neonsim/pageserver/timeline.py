@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("neonsim.pageserver.timeline")
 
+INITIAL_SIZE_ATTEMPTS = 3
 # Where a bootstrapped timeline starts (the end of "initdb"); safekeeper timelines start at or after it.
 INITDB_LSN = 0x14EE150
 DEFAULT_PG_VERSION = 17
@@ -103,7 +105,13 @@ class Timeline:
         self.synthetic = False
         self.synthetic_size = 0
         self.state = "Active"
-        self.logical_keys: dict[str, int] = {}
+        # Logical size: the value lengths of every key this shard's timeline holds at last_record_lsn (ancestors
+        # included), kept up to date by ingest. Accurate once the starting point is known: at once for a timeline
+        # created empty here, after the initial calculation for one loaded from remote storage or branched.
+        self.logical_sizes: dict[str, int] = {}
+        self.logical_size_accurate = False
+        self._logical_written: dict[str, int] = {}  # key -> end LSN of its newest record while not accurate
+        self.logical_size_task: asyncio.Task | None = None
         self.index_dirty = True
 
     # ---- paths and identity -------------------------------------------------------------------
@@ -141,7 +149,9 @@ class Timeline:
             self.open_records.append(entry)
             self.open_index.setdefault(rec["key"], []).append((rec_end, entry["value"], rec_lsn))
             self.open_bytes += record_size(rec["key"], entry["value"])
-            self.logical_keys[rec["key"]] = len(entry["value"] or "")
+            self.logical_sizes[rec["key"]] = len(entry["value"] or "")
+            if not self.logical_size_accurate:
+                self._logical_written[rec["key"]] = rec_end
             if self.open_since is None:
                 self.open_since = time.monotonic()
             self.prev_record_lsn = rec_lsn
@@ -483,10 +493,72 @@ class Timeline:
                 evicted += 1
         return evicted
 
+    # ---- logical size (upstream `pageserver/src/http/routes.rs`, `build_timeline_info`) ---------------------
+    async def _logical_sizes_at(self, lsn: int) -> dict[str, int]:
+        """Every key's value length at lsn, read through the layers (on-demand downloads included)."""
+        sizes: dict[str, int] = {}
+        for key in await self.keyspace(lsn):
+            value, _ = await self.get_value(key, lsn)
+            sizes[key] = len(value or "")
+        return sizes
+
+    def _adopt_logical_sizes(self, sizes: dict[str, int], lsn: int) -> None:
+        """Make `sizes` (computed at lsn) the starting point of the incremental size, keeping what ingest wrote
+        after lsn meanwhile."""
+        if self.logical_size_accurate:
+            return
+        for key, end_lsn in self._logical_written.items():
+            if end_lsn > lsn:
+                sizes[key] = self.logical_sizes[key]
+        self.logical_sizes, self._logical_written, self.logical_size_accurate = sizes, {}, True
+
+    async def non_incremental_logical_size(self) -> int:
+        """`include-non-incremental-logical-size`: the size computed from the layers at last_record_lsn, now. It also
+        completes a pending initial calculation, so the two sizes agree from then on."""
+        if self.synthetic:
+            return self.synthetic_size
+        lsn = self.last_record_lsn
+        sizes = await self._logical_sizes_at(lsn)
+        self._adopt_logical_sizes(dict(sizes), lsn)
+        return sum(sizes.values())
+
+    def start_initial_logical_size(self) -> asyncio.Task | None:
+        """Start the background initial logical size calculation of a loaded or branched timeline (upstream runs it
+        after activation); the running task, or None when the size is already accurate."""
+        if self.logical_size_accurate or self.synthetic:
+            return None
+        if self.logical_size_task is None or self.logical_size_task.done():
+            self.logical_size_task = self.node.spawn(
+                self._initial_logical_size(), f"initial logical size {self.timeline_id}"
+            )
+        return self.logical_size_task
+
+    async def _initial_logical_size(self) -> None:
+        for attempt in range(INITIAL_SIZE_ATTEMPTS):
+            async with self.node.logical_size_semaphore:
+                if self.logical_size_accurate or self.tenant.cancelled:
+                    return
+                lsn = self.last_record_lsn
+                try:
+                    sizes = await self._logical_sizes_at(lsn)
+                except LayerReadError as exc:  # e.g. a layer compacted away under the walk: try again
+                    log.warning("initial logical size of %s (attempt %d): %s", self.timeline_id, attempt + 1, exc)
+                else:
+                    self._adopt_logical_sizes(sizes, lsn)
+                    return
+            await asyncio.sleep(1.0)
+
+    async def wait_initial_logical_size(self, timeout: float) -> None:
+        """`force-await-initial-logical-size`: wait (bounded) until the incremental size is accurate."""
+        task = self.start_initial_logical_size()
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+
     # ---- API views ---------------------------------------------------------------------------------
-    def info(self) -> dict:
+    def info(self, non_incremental_logical_size: int | None = None) -> dict:
         min_readable = self.applied_gc_cutoff_lsn
-        logical = sum(self.logical_keys.values()) if not self.synthetic else self.synthetic_size
+        logical = sum(self.logical_sizes.values()) if not self.synthetic else self.synthetic_size
         state = self.state if self.state != "Broken" else {"Broken": {"reason": "broken", "backtrace": ""}}
         return {
             "tenant_id": str(self.tenant.shard_id),
@@ -502,9 +574,9 @@ class Timeline:
             "applied_gc_cutoff_lsn": format_lsn(self.applied_gc_cutoff_lsn),
             "min_readable_lsn": format_lsn(min_readable),
             "current_logical_size": logical,
-            "current_logical_size_is_accurate": True,
+            "current_logical_size_is_accurate": self.synthetic or self.logical_size_accurate,
             "current_physical_size": self.physical_size,
-            "current_logical_size_non_incremental": None,
+            "current_logical_size_non_incremental": non_incremental_logical_size,
             "directory_entries_counts": [],
             "pitr_history_size": 0,
             "within_ancestor_pitr": False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -154,3 +155,56 @@ def test_trailing_slash_routes_on_a_live_fleet(h, sim):
     assert resp.status_code == 404
     # sim-only routes are not upstream's: exact
     h.call("GET", base + "/sim/health/", expected=(404,))
+
+
+# ---- logical size ----------------------------------------------------------------------------------------------------
+
+
+def _logical(h, ps, tenant, timeline, **flags):
+    params = {k.replace("_", "-"): "true" for k, v in flags.items() if v}
+    return h.call("GET", f"{h.ps(ps)}/v1/tenant/{tenant}/timeline/{timeline}", params=params).json()
+
+
+def test_non_incremental_logical_size_is_filled_when_asked(h):
+    tenant, timeline, _gen, lsn = tenant_with_data(h, keys=8, tag="size")
+    plain = _logical(h, "ps1", tenant, timeline)
+    assert plain["current_logical_size_non_incremental"] is None  # only when asked, as upstream
+    info = _logical(h, "ps1", tenant, timeline, include_non_incremental_logical_size=True)
+    assert info["current_logical_size_is_accurate"] is True
+    assert info["current_logical_size_non_incremental"] == info["current_logical_size"] > 0
+    listed = h.call(
+        "GET", f"{h.ps('ps1')}/v1/tenant/{tenant}/timeline", params={"include-non-incremental-logical-size": "true"}
+    ).json()
+    assert [t["current_logical_size_non_incremental"] for t in listed] == [info["current_logical_size"]]
+    # overwriting keys changes the size by the difference, both ways of counting agree
+    lsn = h.write(tenant, timeline, [("k0000", "short"), ("new-key", "x" * 50)])
+    h.wait_lsn("ps1", tenant, timeline, lsn)
+    after = _logical(h, "ps1", tenant, timeline, include_non_incremental_logical_size=True)
+    assert (
+        after["current_logical_size_non_incremental"] == after["current_logical_size"] != info["current_logical_size"]
+    )
+
+
+def test_logical_size_after_attach_elsewhere_and_on_a_branch(h):
+    """After an attach the incremental size is rebuilt from the layers (upstream's initial logical size calculation):
+    not accurate until then, then equal to the non-incremental size."""
+    tenant, timeline, _gen, lsn = tenant_with_data(h, keys=6, tag="moved")
+    h.checkpoint("ps1", tenant, timeline)
+    source = _logical(h, "ps1", tenant, timeline, include_non_incremental_logical_size=True)
+    h.location("ps1", tenant, "AttachedStale", _gen, QUIET, flush_ms="5000")
+    gen = h.attach_hook(tenant, "ps2")
+    h.location("ps2", tenant, "AttachedSingle", gen, QUIET)
+    h.wait_active("ps2", tenant)
+    h.wait_lsn("ps2", tenant, timeline, lsn)
+    moved = _logical(h, "ps2", tenant, timeline, force_await_initial_logical_size=True)
+    assert moved["current_logical_size_is_accurate"] is True
+    assert moved["current_logical_size"] == source["current_logical_size"]
+    both = _logical(h, "ps2", tenant, timeline, include_non_incremental_logical_size=True)
+    assert both["current_logical_size_non_incremental"] == both["current_logical_size"] == moved["current_logical_size"]
+
+    child = uuid.uuid4().hex
+    h.call("POST", f"{h.ps('ps2')}/v1/tenant/{tenant}/timeline", {"new_timeline_id": child,
+           "ancestor_timeline_id": timeline}, expected=(201,))  # fmt: skip
+    branch = _logical(h, "ps2", tenant, child, force_await_initial_logical_size=True)
+    assert branch["current_logical_size_is_accurate"] is True
+    assert branch["current_logical_size"] == moved["current_logical_size"]  # the ancestor's keys at the branch point
