@@ -369,24 +369,7 @@ class Pageserver(PageserverCore):
 
     async def layer_map(self, request):
         _, tl = await self._timeline(request)
-        historic: list[dict] = [
-            {
-                "kind": "Delta" if d.kind == "delta" else "Image",
-                "layer_file_name": d.name,
-                "layer_file_size": d.file_size,
-                "lsn_start": format_lsn(d.lsn_start),
-                "lsn_end": format_lsn(d.lsn_end),
-                "remote": not d.resident,
-                "access_stats": {"residence_events_history": {}, "access_count_by_access_kind": {}},
-                "visible": True,
-            }
-            for d in sorted(tl.layers.values(), key=lambda d: (d.lsn_end, d.name))
-        ]
-        in_memory = []
-        if tl.open_records:
-            start, end = format_lsn(tl.disk_consistent_lsn), format_lsn(tl.last_record_lsn)
-            in_memory.append({"kind": "InMemory", "lsn_start": start, "lsn_end": end})
-        return json_response({"in_memory_layers": in_memory, "historic_layers": historic})
+        return json_response(tl.layer_map())
 
     async def timeline_get(self, request):
         _, tl = await self._timeline(request)
@@ -573,7 +556,7 @@ class Pageserver(PageserverCore):
                         synthetic=True,
                     )
                     self.write_sparse(tl.local_path(desc), per_layer)
-                    desc.resident = True
+                    desc.resident, desc.residence_time = True, time.time()
                     tl.layers[desc.name] = desc
                 tl.synthetic_size = per_layer * count
                 tl.disk_consistent_lsn = tl.last_record_lsn = base + count * 0x100

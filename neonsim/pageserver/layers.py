@@ -71,7 +71,8 @@ class LayerDesc:
     resident: bool = False
     uploaded: bool = False
     level0: bool = True  # derived from the name: an L0 delta straight from a flush
-    access_time: float = 0.0
+    access_time: float = 0.0  # seconds since the epoch of the last read (0: never)
+    residence_time: float = 0.0  # seconds since the epoch when it last became resident locally (0: never here)
     synthetic: bool = False  # sim-only: declared metadata without content (no S3 object)
 
     def __post_init__(self):

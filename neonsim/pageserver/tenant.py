@@ -233,7 +233,7 @@ class TenantShard:
                 desc = tl.layers.get(parsed[0]) if parsed else None
                 if parsed is not None and desc is not None and desc.generation == parsed[1]:
                     desc.resident = True
-                    desc.access_time = path.stat().st_mtime
+                    desc.access_time = desc.residence_time = path.stat().st_mtime
                 else:
                     self.node.remove_file(path)
 

@@ -93,7 +93,8 @@ class Timeline:
         self.open_records: list[dict] = []
         self.open_bytes = 0
         self.open_since: float | None = None
-        self.frozen: list[dict[str, list]] = []  # indexes of frozen-but-not-yet-written in-memory layers
+        # frozen-but-not-yet-written in-memory layers: (lsn_start, lsn_end, key index), oldest first
+        self.frozen: list[tuple[int, int, dict[str, list]]] = []
         self.flush_lock = asyncio.Lock()
         self._lsn_waiters: list[tuple[int, asyncio.Future]] = []
         self.flush_task: asyncio.Task | None = None
@@ -213,8 +214,9 @@ class Timeline:
                 records, index = self.open_records, self.open_index
                 start, end = self.disk_consistent_lsn, self.last_record_lsn
                 self.open_records, self.open_index, self.open_bytes, self.open_since = [], {}, 0, None
+                frozen = (start, end, index)
                 if records:
-                    self.frozen.append(index)
+                    self.frozen.append(frozen)
                     desc = L.LayerDesc(
                         name=L.delta_layer_name(start, end),
                         generation=self.tenant.generation,
@@ -226,7 +228,7 @@ class Timeline:
                     await self._write_local(desc, "delta", records)
                     self.layers[desc.name] = desc
                     self.index_dirty = True
-                    self.frozen.remove(index)
+                    self.frozen.remove(frozen)
                 self.disk_consistent_lsn = end
             if upload:
                 await self.upload()
@@ -235,7 +237,7 @@ class Timeline:
         path = self.local_path(desc)
         path.parent.mkdir(parents=True, exist_ok=True)
         desc.file_size = await asyncio.to_thread(L.write_layer_file, path, kind, records)
-        desc.resident = True
+        desc.resident, desc.residence_time = True, time.time()
         self.node.local_bytes += desc.file_size
 
     async def upload(self) -> None:
@@ -301,7 +303,7 @@ class Timeline:
                 raise LayerReadError(f"on-demand download of {desc.name} failed: {exc}") from None
             path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(path.write_bytes, data)
-            desc.resident = True
+            desc.resident, desc.residence_time = True, time.time()
             self.node.local_bytes += len(data)
             self.node.stats["on_demand_downloads"] += 1
         content = L.parse_layer_bytes(data)
@@ -317,7 +319,7 @@ class Timeline:
 
     async def get_value(self, key: str, lsn: int) -> tuple[str | None, int]:
         """Value of key as of lsn and the LSN of the record that wrote it (0 if never written)."""
-        for index in [self.open_index, *reversed(self.frozen)]:
+        for index in [self.open_index, *(f[2] for f in reversed(self.frozen))]:
             entries = index.get(key)
             if entries:
                 for end_lsn, value, rec_lsn in reversed(entries):
@@ -341,7 +343,7 @@ class Timeline:
     async def keyspace(self, lsn: int) -> set[str]:
         """Every key this shard's timeline knows at lsn (down to the newest image, plus the ancestor's)."""
         keys: set[str] = set()
-        for index in [self.open_index, *self.frozen]:
+        for index in [self.open_index, *(f[2] for f in self.frozen)]:
             keys.update(index)
         hit_image = False
         for desc in self._layers_for_read(lsn):
@@ -556,6 +558,49 @@ class Timeline:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
 
     # ---- API views ---------------------------------------------------------------------------------
+    def _visible(self, desc: L.LayerDesc) -> bool:
+        """Whether a read can still reach the layer (upstream's layer visibility): at the tip or at a child's branch
+        point, it is not below a newer image layer the read stops at."""
+        read_points = [self.last_record_lsn]
+        read_points += [
+            t.ancestor_lsn for t in self.tenant.timelines.values() if t.ancestor_timeline_id == self.timeline_id
+        ]
+        images = [d.lsn_end for d in self.layers.values() if d.kind == "image" and d is not desc]
+        for point in read_points:
+            readable = desc.lsn_end <= point if desc.kind == "image" else desc.lsn_start < point
+            if readable and not any(desc.upper <= image <= point for image in images):
+                return True
+        return False
+
+    def layer_map(self) -> dict:
+        """LayerMapInfo (upstream `libs/pageserver_api/src/models.rs`): in-memory layers (the open one, then the
+        frozen ones) and historic layers, serde-tagged by `kind`; access times in milliseconds since the epoch."""
+        in_memory: list[dict] = []
+        if self.open_records:
+            start = self.frozen[-1][1] if self.frozen else self.disk_consistent_lsn
+            in_memory.append({"kind": "Open", "lsn_start": format_lsn(start)})
+        for start, end, _index in self.frozen:
+            in_memory.append({"kind": "Frozen", "lsn_start": format_lsn(start), "lsn_end": format_lsn(end)})
+        historic: list[dict] = []
+        for desc in sorted(self.layers.values(), key=lambda d: (d.lsn_end, d.name)):
+            info = {
+                "kind": "Delta" if desc.kind == "delta" else "Image",
+                "layer_file_name": desc.name,
+                "layer_file_size": desc.file_size,
+                "lsn_start": format_lsn(desc.lsn_start),
+                "remote": not desc.resident,
+                "access_stats": {
+                    "access_time": int(desc.access_time * 1000),
+                    "residence_time": int(desc.residence_time * 1000),
+                    "visible": self._visible(desc),
+                },
+            }
+            if desc.kind == "delta":  # image layers carry no lsn_end and no l0
+                info["lsn_end"] = format_lsn(desc.lsn_end)
+                info["l0"] = desc.level0
+            historic.append(info)
+        return {"in_memory_layers": in_memory, "historic_layers": historic}
+
     def info(self, non_incremental_logical_size: int | None = None) -> dict:
         min_readable = self.applied_gc_cutoff_lsn
         logical = sum(self.logical_sizes.values()) if not self.synthetic else self.synthetic_size

@@ -14,6 +14,7 @@ import asyncio
 import re
 import uuid
 
+import jsonschema
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from fleet_helpers import free_port
@@ -208,3 +209,99 @@ def test_logical_size_after_attach_elsewhere_and_on_a_branch(h):
     branch = _logical(h, "ps2", tenant, child, force_await_initial_logical_size=True)
     assert branch["current_logical_size_is_accurate"] is True
     assert branch["current_logical_size"] == moved["current_logical_size"]  # the ancestor's keys at the branch point
+
+
+# ---- layer map -------------------------------------------------------------------------------------------------------
+
+_LSN = {"type": "string", "pattern": r"^[0-9A-F]+/[0-9A-F]+$"}
+_ACCESS_STATS = {
+    "type": "object",
+    "required": ["access_time", "residence_time", "visible"],
+    "additionalProperties": False,
+    "properties": {  # SystemTime as milliseconds since the epoch (serde_with TimestampMilliSeconds)
+        "access_time": {"type": "integer", "minimum": 0},
+        "residence_time": {"type": "integer", "minimum": 0},
+        "visible": {"type": "boolean"},
+    },
+}
+_HISTORIC_COMMON = {
+    "layer_file_name": {"type": "string"},
+    "layer_file_size": {"type": "integer", "minimum": 0},
+    "lsn_start": _LSN,
+    "remote": {"type": "boolean"},
+    "access_stats": _ACCESS_STATS,
+}
+# libs/pageserver_api/src/models.rs: serde internally tagged enums (`#[serde(tag = "kind")]`), exact field sets
+LAYER_MAP_SCHEMA = {
+    "type": "object",
+    "required": ["in_memory_layers", "historic_layers"],
+    "additionalProperties": False,
+    "properties": {
+        "in_memory_layers": {
+            "type": "array",
+            "items": {
+                "oneOf": [
+                    {"type": "object", "required": ["kind", "lsn_start"], "additionalProperties": False,
+                     "properties": {"kind": {"enum": ["Open"]}, "lsn_start": _LSN}},
+                    {"type": "object", "required": ["kind", "lsn_start", "lsn_end"], "additionalProperties": False,
+                     "properties": {"kind": {"enum": ["Frozen"]}, "lsn_start": _LSN, "lsn_end": _LSN}},
+                ]
+            },
+        },
+        "historic_layers": {
+            "type": "array",
+            "items": {
+                "oneOf": [
+                    {"type": "object", "additionalProperties": False,
+                     "required": ["kind", *_HISTORIC_COMMON, "lsn_end", "l0"],
+                     "properties": {"kind": {"enum": ["Delta"]}, **_HISTORIC_COMMON, "lsn_end": _LSN,
+                                    "l0": {"type": "boolean"}}},
+                    {"type": "object", "additionalProperties": False, "required": ["kind", *_HISTORIC_COMMON],
+                     "properties": {"kind": {"enum": ["Image"]}, **_HISTORIC_COMMON}},
+                ]
+            },
+        },
+    },
+}  # fmt: skip
+
+
+def lsn_int(text: str) -> int:
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def test_layer_map_has_upstreams_shape(h):
+    tenant, timeline, _gen, _lsn = tenant_with_data(h, tag="l1")
+    h.checkpoint("ps1", tenant, timeline)
+    lsn = h.write_keys(tenant, timeline, 5, "l2")
+    h.wait_lsn("ps1", tenant, timeline, lsn)
+    h.checkpoint("ps1", tenant, timeline)
+    h.compact("ps1", tenant, timeline)  # two L0 deltas merge into an L1 delta; a new image layer
+    lsn = h.write_keys(tenant, timeline, 5, "l3")
+    h.wait_lsn("ps1", tenant, timeline, lsn)
+    h.checkpoint("ps1", tenant, timeline)  # a fresh L0 delta
+    lsn = h.write_keys(tenant, timeline, 3, "open")
+    h.wait_lsn("ps1", tenant, timeline, lsn)  # stays in the open in-memory layer
+    url = f"/v1/tenant/{tenant}/timeline/{timeline}/layer"
+    layers = h.get("ps1", url)
+    jsonschema.Draft7Validator(LAYER_MAP_SCHEMA).validate(layers)
+    historic = layers["historic_layers"]
+    deltas = [x for x in historic if x["kind"] == "Delta"]
+    images = [x for x in historic if x["kind"] == "Image"]
+    assert images and {d["l0"] for d in deltas} == {True, False}
+    assert [x["kind"] for x in layers["in_memory_layers"]] == ["Open"]
+    timeline_info = h.timeline("ps1", tenant, timeline)
+    assert layers["in_memory_layers"][0]["lsn_start"] == timeline_info["disk_consistent_lsn"]
+    assert not any(x["remote"] for x in historic)
+    # the newest image covers the layers below it for reads at the tip: it and the L0 delta above it are visible,
+    # the bootstrap image and the L1 delta under it are not
+    visible = {x["layer_file_name"] for x in historic if x["access_stats"]["visible"]}
+    newest_image = max(images, key=lambda x: lsn_int(x["lsn_start"]))
+    assert newest_image["layer_file_name"] in visible
+    assert {x["layer_file_name"] for x in deltas if x["l0"]} <= visible
+    assert {x["layer_file_name"] for x in historic if x is not newest_image and not x.get("l0")}.isdisjoint(visible)
+    assert all(x["access_stats"]["residence_time"] > 0 for x in historic)
+    h.evict("ps1", tenant)
+    assert all(x["remote"] for x in h.get("ps1", url)["historic_layers"])
+    # the route with a trailing slash answers too
+    jsonschema.Draft7Validator(LAYER_MAP_SCHEMA).validate(h.get("ps1", url + "/"))

@@ -204,7 +204,7 @@ def test_layer_map_reports_residence(h):
     lsn = h.write_keys(tenant, timeline, 5, "l")
     h.wait_lsn("ps1", tenant, timeline, lsn)
     url = f"/v1/tenant/{tenant}/timeline/{timeline}/layer"
-    assert h.get("ps1", url)["in_memory_layers"][0]["kind"] == "InMemory"
+    assert h.get("ps1", url)["in_memory_layers"][0]["kind"] == "Open"
     h.checkpoint("ps1", tenant, timeline)
     layers = h.get("ps1", url)["historic_layers"]
     assert {layer["kind"] for layer in layers} == {"Delta", "Image"} and not any(x["remote"] for x in layers)
