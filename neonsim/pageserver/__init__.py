@@ -5,8 +5,8 @@ deletion-queue validation, compaction, GC, heatmaps and secondaries, and the sim
 
 Modules, each importing only the ones after it: `http` (routes, page service), `node` (tenant slots and their
 lifecycle: re-attach, location_config, delete, reset; utilization), `tenant`, `walreceiver`, `deletion`, `timeline`,
-`secondary`, `services` (what they share: context, local disk, remote storage, tasks, counters), `remote` (S3
-layout, index_part), `layers`, `config`.
+`secondary`, `services` (what they share: context, local disk, remote storage, tasks, counters), `metrics` (the
+remote timeline client's call counters), `remote` (S3 layout, index_part), `layers`, `config`.
 """
 
 from neonsim.pageserver.http import Pageserver, create_node

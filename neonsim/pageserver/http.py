@@ -129,6 +129,7 @@ class Pageserver(PageserverCore):
             f"pageserver_heatmap_uploads_total {self.stats['heatmap_uploads']}",
             f"pageserver_remote_puts_total {self.remote.puts}",
             f"pageserver_resident_physical_size {self.local_bytes}",
+            *self.remote_calls.exposition(),
         ]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 

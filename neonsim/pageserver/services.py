@@ -3,7 +3,7 @@ usage counter), its remote storage, background task spawning, counters and the s
 
 It knows nothing about tenants. The package's imports point one way, each module importing only modules below it:
 `http` (routes) → `node` (tenant slots and their lifecycle) → `tenant` → `walreceiver`, `deletion` → `timeline`,
-`secondary` → `services` → `remote`, `layers`, `config`.
+`secondary` → `services` → `metrics`, `remote`, `layers`, `config`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from neonsim._server import Node, NodeContext
+from neonsim.pageserver.metrics import RemoteCallCounters
 from neonsim.pageserver.remote import RemoteStorage
 
 log = logging.getLogger("neonsim.pageserver")
@@ -41,6 +42,7 @@ class NodeServices(Node):
         self.tenant_defaults = dict(ctx.fleet.get("tenant_defaults") or {})
         self.disk_capacity = int(ctx.node.get("disk_capacity_bytes") or 100 * 1024**3)
         self.remote = RemoteStorage(ctx.fleet["s3"], ctx.node.get("prefix_in_bucket"))
+        self.remote_calls = RemoteCallCounters()  # the remote timeline client's call counters (GET /metrics)
         # lazy attaches queue here unless a request needs the tenant (upstream's warm-up concurrency limit)
         self.warmup_semaphore = asyncio.Semaphore(WARMUP_CONCURRENCY)
         self.logical_size_semaphore = asyncio.Semaphore(LOGICAL_SIZE_CONCURRENCY)

@@ -174,7 +174,8 @@ class TenantShard:
         timeline_ids = await remote.list_dirs(f"{remote.prefix}tenants/{self.tsid}/timelines/")
         loaded: dict[str, Timeline] = {}
         for timeline_id in timeline_ids:
-            found = await remote.download_index(self.tsid, timeline_id, self.generation)
+            with self.node.remote_calls.call(self.shard_id, timeline_id, "index", "download"):
+                found = await remote.download_index(self.tsid, timeline_id, self.generation)
             if found is None:
                 continue
             index, _gen = found
@@ -390,6 +391,7 @@ class TenantShard:
         self.state = {"slug": "Stopping", "data": {}}
         self.active_event.set()
         self.held_deletions = []
+        self.node.remote_calls.forget(self.shard_id)
         tasks = [t for t in (self.attach_task, self.background_task) if t is not None and not t.done()]
         for tl in self.timelines.values():
             self.walreceivers.stop(tl)
@@ -427,6 +429,7 @@ class TenantShard:
             await remote.delete_prefix(timeline_prefix(remote.prefix, self.tsid, timeline_id))
         finally:
             self.deleting.discard(timeline_id)
+            self.node.remote_calls.forget(self.shard_id, timeline_id)
         self.node.remove_tree(self.local_dir / "timelines" / timeline_id)
 
     def lsn_info(self) -> dict:

@@ -127,6 +127,10 @@ class Timeline:
     def local_path(self, desc: L.LayerDesc) -> Path:
         return self.local_dir / L.local_file_name(desc.name, desc.generation)
 
+    def _remote_call(self, file_kind: str, op_kind: str) -> contextlib.AbstractContextManager[None]:
+        """Count a remote storage call of this timeline (`neonsim.pageserver.metrics`)."""
+        return self.node.remote_calls.call(self.tenant.shard_id, self.timeline_id, file_kind, op_kind)
+
     def remote_layer_key(self, desc: L.LayerDesc) -> str:
         tid = self.tenant.shard_id.tenant_id
         return layer_key(self.node.remote.prefix, tid, desc.shard, self.timeline_id, desc.name, desc.generation)
@@ -248,7 +252,8 @@ class Timeline:
         for desc in list(self.layers.values()):
             if not desc.uploaded and not desc.synthetic:
                 data = await asyncio.to_thread(self.local_path(desc).read_bytes)
-                await remote.put_bytes(self.remote_layer_key(desc), data)
+                with self._remote_call("layer", "upload"):
+                    await remote.put_bytes(self.remote_layer_key(desc), data)
                 desc.uploaded = True
         if self.tenant.cancelled:
             return
@@ -272,8 +277,9 @@ class Timeline:
             synthetic=self.synthetic,
         )
         remote = self.node.remote
-        await remote.put_json(index_key(remote.prefix, str(self.tenant.shard_id), self.timeline_id,
-                                        self.tenant.generation), index)  # fmt: skip
+        with self._remote_call("index", "upload"):
+            await remote.put_json(index_key(remote.prefix, str(self.tenant.shard_id), self.timeline_id,
+                                            self.tenant.generation), index)  # fmt: skip
         self.remote_consistent_lsn = max(self.remote_consistent_lsn, dcl)
         self.index_dirty = False
 
@@ -293,7 +299,8 @@ class Timeline:
         if data is None:
             # on-demand download; a missing object makes the read fail (how misuse becomes visible)
             try:
-                data, _ = await self.node.remote.get_bytes(self.remote_layer_key(desc))
+                with self._remote_call("layer", "download"):
+                    data, _ = await self.node.remote.get_bytes(self.remote_layer_key(desc))
             except RemoteNotFound:
                 raise LayerReadError(
                     f"layer {desc.name}-{desc.generation:08x} of timeline {self.timeline_id} not found in remote "

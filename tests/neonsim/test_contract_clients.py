@@ -17,7 +17,7 @@ import uuid
 import jsonschema
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from fleet_helpers import free_port
+from fleet_helpers import free_port, wait_for
 
 from neonsim._server import NodeContext
 from neonsim.compute import ComputeNode
@@ -305,3 +305,65 @@ def test_layer_map_has_upstreams_shape(h):
     assert all(x["remote"] for x in h.get("ps1", url)["historic_layers"])
     # the route with a trailing slash answers too
     jsonschema.Draft7Validator(LAYER_MAP_SCHEMA).validate(h.get("ps1", url + "/"))
+
+
+# ---- remote timeline client call counters ---------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+CALLS = "pageserver_remote_timeline_client_calls"
+
+
+def parse_metrics(text: str) -> tuple[dict[str, str], list[tuple[str, dict, float]]]:
+    """Prometheus text format: ({metric: type}, [(sample name, labels, value)])."""
+    types, samples = {}, []
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(None, 3)
+            types[name] = kind
+        elif line and not line.startswith("#"):
+            m = _SAMPLE.match(line)
+            assert m, f"unparsable metrics line: {line!r}"
+            samples.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), float(m.group(3))))
+    return types, samples
+
+
+def calls(h, ps, tenant, timeline) -> dict[tuple[str, str, str], float]:
+    """{(started|finished, file_kind, op_kind): value} of one timeline on one pageserver."""
+    resp = h.call("GET", h.ps(ps) + "/metrics")
+    types, samples = parse_metrics(resp.text)
+    assert types[f"{CALLS}_started"] == types[f"{CALLS}_finished"] == "counter"
+    out = {}
+    for name, labels, value in samples:
+        if name in (f"{CALLS}_started", f"{CALLS}_finished") and labels.get("timeline_id") == timeline:
+            assert set(labels) == {"tenant_id", "shard_id", "timeline_id", "file_kind", "op_kind"}, labels
+            assert labels["tenant_id"] == tenant and labels["shard_id"] == "0000"
+            out[(name.rsplit("_", 1)[1], labels["file_kind"], labels["op_kind"])] = value
+    return out
+
+
+def test_remote_timeline_client_call_counters(h):
+    tenant, timeline, gen, lsn = tenant_with_data(h, tag="metrics")
+    h.checkpoint("ps1", tenant, timeline)
+    # upstream's wait_for_upload_queue_empty: started == finished per (shard, file_kind, op_kind) once drained
+    counts = wait_for(lambda: (c := calls(h, "ps1", tenant, timeline)) and c, 10, "counters")
+    for kind in ("layer", "index"):
+        assert counts[("started", kind, "upload")] >= 1
+        assert counts[("finished", kind, "upload")] == counts[("started", kind, "upload")]
+    # an on-demand download of an evicted layer
+    assert h.evict("ps1", tenant) > 0
+    assert h.read("ps1", tenant, timeline, "k0001", lsn).json()["value"].startswith("metrics-1-")
+    counts = calls(h, "ps1", tenant, timeline)
+    assert counts[("started", "layer", "download")] >= 1
+    assert counts[("finished", "layer", "download")] == counts[("started", "layer", "download")]
+    # an attach downloads the index
+    h.location("ps1", tenant, "AttachedStale", gen, QUIET, flush_ms="5000")
+    new_gen = h.attach_hook(tenant, "ps2")
+    h.location("ps2", tenant, "AttachedMulti", new_gen, QUIET)
+    h.wait_active("ps2", tenant)
+    counts = calls(h, "ps2", tenant, timeline)
+    assert counts[("started", "index", "download")] >= 1
+    assert counts[("finished", "index", "download")] == counts[("started", "index", "download")]
+    # a detached shard's counters go away with it (upstream removes a timeline's label values at shutdown)
+    h.location("ps1", tenant, "Detached")
+    assert calls(h, "ps1", tenant, timeline) == {}
