@@ -30,8 +30,10 @@ from ansible_collections.neonops.storage.plugins.module_utils import _storcon as
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn
 from ansible_collections.neonops.storage.plugins.module_utils._migration import MigrationError
-from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, poll
+from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, backoff, poll
 
+# How long a destination may wait for the source's just-uploaded heatmap to show up in remote storage.
+HEATMAP_WAIT_SECONDS = 30.0
 # How long the destination may take, after catch-up, to reach the safekeepers' latest commit_lsn before cutover.
 CLOSE_GAP_SECONDS = 5.0
 # 409: another change of the same slot is running; 503: the pageserver is shutting the slot down or starting.
@@ -265,8 +267,10 @@ class MigrationRun:
         return self.result()
 
     def result(self) -> dict:
-        keys = ("path", "stages", "generations", "outcome", "recovery", "compute_targets", "warnings", "plan", "error")
+        keys = ("path", "stages", "generations", "outcome", "recovery", "compute_targets", "plan", "error")
         out = {k: self.run.get(k) for k in keys if k in self.run}
+        # Not "warnings": Ansible shows that key at every step; these go to the report and the summary.
+        out["run_warnings"] = self.run.get("warnings", [])
         out["computes"] = [
             {k: c.get(k) for k in ("name", "api_url", "pgdata", "spec_path") if c.get(k) is not None}
             for c in self.run.get("computes") or []
@@ -660,13 +664,20 @@ class MigrationRun:
         s = self.run["options"]
         wait_ms = int(s["download_request_ms"])
         http_timeout = self.dst.timeout + wait_ms / 1000.0
+        heatmap_deadline = self.monotonic() + HEATMAP_WAIT_SECONDS
+        attempt = 0
         while True:
             remaining_ms = max(0, int((deadline - self.monotonic()) * 1000))
             status, progress = ps.secondary_download(
                 self.dst, tsid, wait_ms=min(wait_ms, remaining_ms), timeout=http_timeout
             )
             if status == 200 and not progress.get("heatmap_mtime"):
-                raise MigrationError(f"no heatmap exists for {tsid} on the source: nothing can be downloaded")
+                # The source's heatmap upload may still be landing in remote storage: ask again until the deadline.
+                if self.monotonic() >= min(deadline, heatmap_deadline):
+                    raise MigrationError(f"no heatmap exists for {tsid} on the source: nothing can be downloaded")
+                self.sleep(backoff(attempt))
+                attempt += 1
+                continue
             done = status == 200 and int(progress.get("layers_downloaded") or 0) >= int(
                 progress.get("layers_total") or 0
             )

@@ -21,6 +21,9 @@ description:
   - The later phases load the run from its report file C(<report_dir>/<run_id>.json), which every call updates, and
     persist the journal in the lock file before each change, so a rerun of an interrupted move resumes.
   - V(end) restores the controller's policy, writes the JSON and Markdown report and releases the lock.
+  - The phases run on the Ansible controller (a controller-side action plugin runs the engine in the worker
+    process, without starting a module), so every request goes from the controller and the lock and report files
+    are the controller's.
 attributes:
   check_mode:
     support: partial
@@ -302,7 +305,7 @@ outcome:
   description: The outcome known so far (C(planned), C(rolled_back), C(failover), C(rolled_forward), ...).
   returned: always
   type: str
-warnings:
+run_warnings:
   description: Conditions the operator should know about (for example a source that could not be demoted).
   returned: always
   type: list
@@ -414,49 +417,60 @@ def argument_spec():
     }
 
 
-def validate(module):
-    p = module.params
-    if not _RUN_ID.match(p["run_id"] or ""):
-        module.fail_json(msg=f"run_id: {p['run_id'][:80]!r} must be 1-128 letters, digits, '.', '_' or '-'")
+def param_error(p) -> str | None:
+    """What is wrong with the parameters, naming the option; None when they are fine. Checked before any request."""
+    run_id = p.get("run_id") or ""
+    if not _RUN_ID.match(run_id):
+        return f"run_id: {run_id[:80]!r} must be 1-128 letters, digits, '.', '_' or '-'"
     if p["phase"] != "begin":
-        return
+        return None
     for option in ("source", "destination", "storcon_url", "pageservers", "settings"):
         if p[option] in (None, "", []):
-            module.fail_json(msg=f"{option}: required with phase=begin")
+            return f"{option}: required with phase=begin"
     for key, (low, high) in BOUNDS.items():
         value = p["settings"][key]
         if not (low <= value <= high):  # also false for NaN
-            module.fail_json(msg=f"settings.{key}: {value!r} is outside {low}..{high}")
+            return f"settings.{key}: {value!r} is outside {low}..{high}"
+    return None
+
+
+def run_phase(params, check_mode, clients, warn):
+    """Run the phase; ``(failed, result)``. Shared by this module and its controller-side action plugin."""
+    phase = params["phase"]
+    if check_mode and phase != "begin":
+        return False, {"changed": False, "msg": f"check mode: phase {phase} not run"}
+    run = MigrationRun(params, clients, warn)
+    try:
+        if phase == "begin":
+            result = run.begin(check_mode)
+        elif phase == "end":
+            result = run.end(params["outcome"], params["error"])
+        else:
+            result = run.step(phase)
+    except MigrationError as exc:
+        return True, {"msg": str(exc), "changed": run.changed, "phase": phase, **run.result()}
+    except Exception as exc:  # a defect: report it, never half-silently
+        return True, {
+            "msg": f"phase {phase}: internal error {type(exc).__name__}: {exc}",
+            "exception": traceback.format_exc(),
+            "changed": run.changed,
+        }
+    return False, {"changed": run.changed, **result}
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    validate(module)
-    p = module.params
-    phase = p["phase"]
-    if module.check_mode and phase != "begin":
-        module.exit_json(changed=False, msg=f"check mode: phase {phase} not run")
+    error = param_error(module.params)
+    if error:
+        module.fail_json(msg=error)
 
     def clients(url, token, field):
         return client_for_url(module, url, token, field)
 
-    run = MigrationRun(p, clients, module.warn)
-    try:
-        if phase == "begin":
-            result = run.begin(module.check_mode)
-        elif phase == "end":
-            result = run.end(p["outcome"], p["error"])
-        else:
-            result = run.step(phase)
-    except MigrationError as exc:
-        module.fail_json(msg=str(exc), changed=run.changed, phase=phase, **run.result())
-    except Exception as exc:  # a defect: report it with the run's report path, never half-silently
-        module.fail_json(
-            msg=f"phase {phase}: internal error {type(exc).__name__}: {exc}",
-            exception=traceback.format_exc(),
-            changed=run.changed,
-        )
-    module.exit_json(changed=run.changed, **result)
+    failed, result = run_phase(module.params, module.check_mode, clients, module.warn)
+    if failed:
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

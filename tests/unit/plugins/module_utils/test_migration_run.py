@@ -33,6 +33,7 @@ class Fleet:
         self.down = set()
         self.nodes = {1: "Active", 2: "Active"}
         self.commit_lsn = 0x1000
+        self.heatmap_late = 0
 
     @staticmethod
     def loc(mode, generation=None, conf=None):
@@ -124,6 +125,9 @@ class FakeClient:
         if rest == "/heatmap_upload":
             return 200, None
         if rest == "/secondary/download":
+            if f.heatmap_late:  # the source's upload has not landed yet
+                f.heatmap_late -= 1
+                return 200, {"heatmap_mtime": None, "layers_downloaded": 0, "layers_total": 0}
             return 200, {"heatmap_mtime": "x", "layers_downloaded": 2, "layers_total": 2, "bytes_downloaded": 10}
         raise AssertionError(f"unexpected {method} {path}")
 
@@ -382,3 +386,11 @@ def test_a_root_timeline_created_mid_move_stops_the_move_before_cutover(fleet, p
     fleet.timelines["ps1"][T][BRANCH] = 0x1000  # no ancestor: cannot be recreated from ancestor information
     with pytest.raises(MigrationError, match="root timelines"):
         MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None).step("catchup")
+
+
+def test_prewarm_waits_for_a_heatmap_that_has_not_landed_yet(fleet, params):
+    fleet.heatmap_late = 3
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm"])
+    downloads = [e for e in fleet.log if e[2].endswith("/secondary/download")]
+    assert len(downloads) == 4
