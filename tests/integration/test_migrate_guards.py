@@ -5,6 +5,8 @@ generation belongs to the destination (a restart of both pageservers leaves the 
 
 Every test reads only the playbook's exit code and output, the lock-file contract (docs/runbooks/migrate-tenant.md,
 preflight) and neonsim's own records (request logs, location and background-job histories; docs/contracts.md §5).
+The file moves two tenants, each once (module fixtures): each move starts over a lock that must be taken over, and
+two tests look at each move.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from migration_harness import (
     ATTACHED,
     MIGRATION_TOPOLOGY,
     WORKLOAD,
+    Run,
     location_history,
     locations,
     migrate,
@@ -48,7 +52,7 @@ def fleet(neonsim_fleet_module):
     pageservers = [dict(ps) for ps in MIGRATION_TOPOLOGY["pageservers"]]
     pageservers[2]["disk_capacity_bytes"] = PS3_CAPACITY
     # Tenants that only need the playbook's decisions have no compute; the others run their workload while moved.
-    tenants = [{"name": n, "pageservers": ["ps1"]} for n in ("locked", "dead-lock", "stale-lock", "big", "drain")]
+    tenants = [{"name": n, "pageservers": ["ps1"]} for n in ("locked", "big", "drain")]
     tenants += [
         {"name": "busy", "pageservers": ["ps1"], "tenant_conf": BUSY_CONF},
         {"name": "regen", "pageservers": ["ps1"]},
@@ -66,6 +70,15 @@ def fleet(neonsim_fleet_module):
     )
     made.raise_for_status()
     return sim
+
+
+@dataclass
+class Move:
+    tid: str
+    run: Run
+    started: float
+    ended: float
+    verdict: dict = field(default_factory=dict)
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
@@ -97,20 +110,17 @@ def write_lock(report_dir: Path, tid: str, pid: int, heartbeat_s: float) -> tupl
     return path, lock
 
 
+def sleeper() -> subprocess.Popen:
+    """A process of this host, to name as a lock's owner."""
+    return subprocess.Popen(["sleep", "600"])
+
+
 @pytest.fixture
 def live_pid():
-    """A process of this host that outlives the test's playbook run."""
-    proc = subprocess.Popen(["sleep", "600"])
+    proc = sleeper()
     yield proc.pid
     proc.kill()
     proc.wait()
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen(["sleep", "600"])
-    proc.kill()
-    proc.wait()
-    return proc.pid
 
 
 def assert_moved(fleet, tid: str, source: str, destination: str) -> None:
@@ -121,8 +131,8 @@ def assert_moved(fleet, tid: str, source: str, destination: str) -> None:
 
 
 def assert_refused_untouched(fleet, run, tid: str, started: float, ended: float, before: dict) -> None:
-    assert run.rc != 0, run
     changes = fleet_changes(fleet, started, ended)
+    assert run.rc != 0, f"the run was not refused; it made {len(changes)} changes, first {changes[:3]}\n{run}"
     assert changes == [], f"the refused run changed the fleet: {changes}"
     assert {ps: locations(fleet, ps).get(tid) for ps in before} == before
 
@@ -166,6 +176,8 @@ def wait_until(what: str, probe, timeout: float = 60):
 
 
 def test_lock_held_by_a_live_process_refuses_the_run_and_changes_nothing(fleet, report_dir, live_pid):
+    """A lock with a live owner on this host and a fresh heartbeat: the run stops, names the holder, and sends no
+    request that changes anything."""
     tid = tenant_id(fleet, "locked")
     path, lock = write_lock(report_dir, tid, live_pid, heartbeat_s=time.time())
     before = {ps: locations(fleet, ps).get(tid) for ps in ("ps1", "ps2")}
@@ -180,26 +192,54 @@ def test_lock_held_by_a_live_process_refuses_the_run_and_changes_nothing(fleet, 
     assert json.loads(path.read_text()) == lock
 
 
-def test_lock_of_a_process_that_is_gone_is_taken_over(fleet, report_dir):
-    tid = tenant_id(fleet, "dead-lock")
-    write_lock(report_dir, tid, dead_pid(), heartbeat_s=time.time())
-
+@pytest.fixture(scope="module")
+def regen_move(fleet, tmp_path_factory) -> Move:
+    """`regen` moved ps1 -> ps2 (cold) over the lock of an earlier run whose process is gone."""
+    report_dir = tmp_path_factory.mktemp("regen") / "reports"
+    tid = tenant_id(fleet, "regen")
+    holder = sleeper()
+    holder.kill()
+    holder.wait()
+    write_lock(report_dir, tid, holder.pid, heartbeat_s=time.time())
+    started = time.time()
     run = migrate(fleet, tid, "ps1", "ps2", report_dir, tenant_migration_prewarm=False)
+    move = Move(tid, run, started, time.time())
+    workload_action(fleet, "c-regen", "stop")
+    return move
 
-    assert run.rc == 0, run
-    assert_moved(fleet, tid, "ps1", "ps2")
+
+@pytest.fixture(scope="module")
+def busy_move(fleet, tmp_path_factory) -> Move:
+    """`busy` (gc and compaction every second) moved ps1 -> ps2 (warm) over a stale lock: its holder still runs,
+    but its heartbeat is older than tenant_migration_lock_stale_after. The destination ingests WAL only 6 s after
+    it attaches, so the move spans several gc and compaction periods."""
+    report_dir = tmp_path_factory.mktemp("busy") / "reports"
+    tid = tenant_id(fleet, "busy")
+    holder = sleeper()
+    lag = f"{fleet.url('ps2')}/sim/walreceiver"
+    try:
+        write_lock(report_dir, tid, holder.pid, heartbeat_s=time.time() - 600)
+        started = time.time()
+        requests.post(lag, json={"connect_delay_ms": 6000}, timeout=10).raise_for_status()
+        run = migrate(fleet, tid, "ps1", "ps2", report_dir, tenant_migration_lock_stale_after=300)
+        ended = time.time()
+    finally:
+        requests.post(lag, json={"connect_delay_ms": 0}, timeout=10)
+        holder.kill()
+        holder.wait()
+    return Move(tid, run, started, ended, verdict=verdict(fleet, "c-busy"))
 
 
-def test_lock_with_a_stale_heartbeat_is_taken_over(fleet, report_dir, live_pid):
-    tid = tenant_id(fleet, "stale-lock")
-    write_lock(report_dir, tid, live_pid, heartbeat_s=time.time() - 600)
+def test_lock_of_a_process_that_is_gone_is_taken_over(fleet, regen_move):
+    """The lock names a pid of this host that no longer runs: the run takes it over and moves the tenant."""
+    assert regen_move.run.rc == 0, regen_move.run
+    assert_moved(fleet, regen_move.tid, "ps1", "ps2")
 
-    run = migrate(
-        fleet, tid, "ps1", "ps2", report_dir, tenant_migration_prewarm=False, tenant_migration_lock_stale_after=300
-    )
 
-    assert run.rc == 0, run
-    assert_moved(fleet, tid, "ps1", "ps2")
+def test_lock_with_a_stale_heartbeat_is_taken_over(fleet, busy_move):
+    """The lock's owner runs, but its heartbeat is older than lock_stale_after: taken over, the tenant moved."""
+    assert busy_move.run.rc == 0, busy_move.run
+    assert_moved(fleet, busy_move.tid, "ps1", "ps2")
 
 
 # ---- 2. disk headroom -----------------------------------------------------------------------------------------
@@ -244,35 +284,29 @@ def test_destination_the_controller_drains_is_refused(fleet, report_dir, policy)
 # ---- 4. gc and compaction suspended on both locations ----------------------------------------------------------
 
 
-def test_gc_and_compaction_stay_suspended_on_both_pageservers_for_the_whole_move(fleet, report_dir):
+def test_gc_and_compaction_stay_suspended_on_both_pageservers_for_the_whole_move(fleet, busy_move):
     """From the source's first change (the suspension) to the destination's AttachedSingle, every location either
     pageserver takes carries gc_period and compaction_period 0s and neither starts a gc or compaction iteration
-    for the tenant. The destination ingests WAL only 6 s after it attaches, so the window spans several periods."""
-    tid = tenant_id(fleet, "busy")
-    assert locations(fleet, "ps1")[tid]["tenant_conf"] == BUSY_CONF
-    started = time.time()
-    requests.post(f"{fleet.url('ps2')}/sim/walreceiver", json={"connect_delay_ms": 6000}, timeout=10).raise_for_status()
-    try:
-        run = migrate(fleet, tid, "ps1", "ps2", report_dir)
-    finally:
-        requests.post(f"{fleet.url('ps2')}/sim/walreceiver", json={"connect_delay_ms": 0}, timeout=10)
-    assert run.rc == 0, run
-    ended = time.time()
+    for the tenant; afterwards both hold the original config and the destination runs gc and compaction again."""
+    tid, started, ended = busy_move.tid, busy_move.started, busy_move.ended
+    assert busy_move.run.rc == 0, busy_move.run
 
     src, dst = location_history(fleet, "ps1", tid, since=started), location_history(fleet, "ps2", tid, since=started)
     assert src and any(e["mode"] == "AttachedSingle" for e in dst), (src, dst)
     window_start = src[0]["ts"]
     window_end = next(e["ts"] for e in dst if e["mode"] == "AttachedSingle")
     assert window_end - window_start >= 5, (src, dst)
+    unsuspended, ran = [], []
     for node, changes in (("ps1", src), ("ps2", dst)):
         for change in changes:
-            if change["ts"] < window_end:
-                conf = change.get("tenant_conf") or {}
-                assert conf.get("gc_period") == "0s" and conf.get("compaction_period") == "0s", (
-                    f"{node} took {change['mode']} without gc and compaction suspended: {change}"
-                )
-        ran = [i for i in background(fleet, node, tid, window_start) if i["ts"] < window_end]
-        assert ran == [], f"{node} ran background work for {tid} during the move: {ran}"
+            conf = change.get("tenant_conf") or {}
+            if change["ts"] < window_end and (conf.get("gc_period"), conf.get("compaction_period")) != ("0s", "0s"):
+                unsuspended.append({"node": node, **change})
+        ran += [{"node": node, **i} for i in background(fleet, node, tid, window_start) if i["ts"] < window_end]
+    assert unsuspended == [] and ran == [], (
+        f"during the move ({window_end - window_start:.1f} s): locations without gc and compaction suspended "
+        f"{unsuspended}; gc and compaction iterations started {ran}"
+    )
 
     # Afterwards both hold the original config again, and the destination runs gc and compaction.
     assert locations(fleet, "ps2")[tid]["tenant_conf"] == BUSY_CONF
@@ -282,23 +316,20 @@ def test_gc_and_compaction_stay_suspended_on_both_pageservers_for_the_whole_move
         lambda: {i["job"] for i in background(fleet, "ps2", tid, ended)} == {"gc", "compaction"},
         timeout=30,
     )
-    outcome = verdict(fleet, "c-busy")
-    assert outcome["verified"]["lost_writes"] == 0, outcome["verified"]
+    assert busy_move.verdict["verified"]["lost_writes"] == 0, busy_move.verdict["verified"]
 
 
 # ---- 5. the new generation belongs to the destination ------------------------------------------------------------
 
 
-def test_after_a_restart_of_both_pageservers_the_tenant_stays_on_the_destination(fleet, report_dir):
+def test_after_a_restart_of_both_pageservers_the_tenant_stays_on_the_destination(fleet, regen_move):
     """Restarted pageservers ask the storage controller which tenants to attach (re-attach). It gives each shard to
     the node its latest generation was issued for: that must be the destination, or the tenant moves back to the
     source and the computes, now reading from the destination, fail. Runs last: it restarts ps1 and ps2."""
-    tid = tenant_id(fleet, "regen")
-    run = migrate(fleet, tid, "ps1", "ps2", report_dir, tenant_migration_prewarm=False)
-    assert run.rc == 0, run
+    tid = regen_move.tid
+    assert regen_move.run.rc == 0, regen_move.run
     assert_moved(fleet, tid, "ps1", "ps2")
     timelines_before = timeline_ids(fleet, "ps2", tid)
-    workload_action(fleet, "c-regen", "stop")
 
     for node in ("ps1", "ps2"):
         fleet.kill(node)
