@@ -348,7 +348,9 @@ class Pageserver(PageserverCore):
         return tenant, tl
 
     async def _timeline_info(self, request, tl: Timeline) -> dict:
-        """TimelineInfo with upstream's query flags (`pageserver/src/http/routes.rs`, `build_timeline_info`)."""
+        """TimelineInfo with upstream's query flags (`pageserver/src/http/routes.rs`, `build_timeline_info`). Asking for
+        the logical size starts the initial calculation if it is pending; `force-await-initial-logical-size` waits."""
+        tl.start_initial_logical_size()
         if bool_query(request, "force-await-initial-logical-size"):
             await tl.wait_initial_logical_size(ACTIVE_TENANT_TIMEOUT_S)
         non_incremental = None
@@ -431,7 +433,6 @@ class Pageserver(PageserverCore):
                 raise ApiError(503, "Shutting down")
             tenant.timelines[new_id] = tl
             self.walreceivers.start(tl)
-            tl.start_initial_logical_size()  # a branch starts with its ancestor's keys
             return json_response(tl.info(), status=201)
         finally:
             tenant.creating.discard(new_id)

@@ -157,7 +157,6 @@ class TenantShard:
             self.state = {"slug": "Activating", "data": "Attaching"}
             for tl in self.timelines.values():
                 self.walreceivers.start(tl)
-                tl.start_initial_logical_size()
             self.state = {"slug": "Active"}
             self.active_event.set()
             log.info("tenant %s active in generation %s mode %s", self.tsid, self.generation, self.mode)

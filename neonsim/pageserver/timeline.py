@@ -532,8 +532,10 @@ class Timeline:
         return sum(sizes.values())
 
     def start_initial_logical_size(self) -> asyncio.Task | None:
-        """Start the background initial logical size calculation of a loaded or branched timeline (upstream runs it
-        after activation); the running task, or None when the size is already accurate."""
+        """Start the background initial logical size calculation of a loaded or branched timeline; the running task,
+        or None when the size is already accurate. Upstream starts it soon after activation; the sim starts it at
+        the first timeline detail or list request, so that an attach alone downloads no layers (reads and
+        compaction stay the first to need them)."""
         if self.logical_size_accurate or self.synthetic:
             return None
         if self.logical_size_task is None or self.logical_size_task.done():
