@@ -51,9 +51,11 @@ def test_environment_fallbacks(monkeypatch):
     assert module.params["ca_path"] == "/etc/neon/ca.pem"
 
 
-def test_ca_path_is_used_for_verification():
-    client = client_from_module(make_module({"api_url": "https://ps:9898", "ca_path": "/etc/neon/ca.pem"}))
-    assert client.session.verify == "/etc/neon/ca.pem"
+def test_ca_path_is_used_for_verification(tmp_path):
+    ca_path = tmp_path / "ca.pem"
+    ca_path.write_text("")
+    client = client_from_module(make_module({"api_url": "https://ps:9898", "ca_path": str(ca_path)}))
+    assert client.session.verify == str(ca_path)
 
 
 def run_and_capture(capsys, args, func):
