@@ -85,10 +85,10 @@ tenants:
   sample: [{"id": "1f359dd625e519a1a4e8d7509690f6fc", "state": {"slug": "Active"}, "generation": 3}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
+    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
@@ -96,7 +96,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
 
 
 def main():
-    module = AnsibleModule(argument_spec=neon_argument_spec(), supports_check_mode=True)
+    module = NeonModule(argument_spec=neon_argument_spec(), supports_check_mode=True)
     client = client_from_module(module)
     result = {"changed": False}
     steps = (
