@@ -52,6 +52,8 @@ def _timeline_problem(info):
             validate_timeline_id(info["ancestor_timeline_id"], "ancestor_timeline_id")
     except ValueError as exc:
         return f"not a TimelineInfo: {exc}"
+    if info.get("last_record_lsn") is None:
+        return "not a TimelineInfo: no last_record_lsn"
     return _lsn_problem(info)
 
 

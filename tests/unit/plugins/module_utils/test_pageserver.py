@@ -111,6 +111,13 @@ def test_overrides_equal(a, b, equal):
         (lambda c: ps.tenant(c, TENANT_ID), "GET", f"/v1/tenant/{TENANT_ID}", {"state": "Active"}, "state"),
         (lambda c: ps.timelines(c, TENANT_ID), "GET", f"/v1/tenant/{TENANT_ID}/timeline", [{"x": 1}], "timeline_id"),
         (
+            lambda c: ps.timelines(c, TENANT_ID),
+            "GET",
+            f"/v1/tenant/{TENANT_ID}/timeline",
+            [{"timeline_id": TIMELINE_ID}],
+            "no last_record_lsn",
+        ),
+        (
             lambda c: ps.timeline(c, TENANT_ID, TIMELINE_ID),
             "GET",
             f"/v1/tenant/{TENANT_ID}/timeline/{TIMELINE_ID}",
