@@ -294,10 +294,6 @@ class NeonClient:
     def url_for(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    @property
-    def mutated(self) -> bool:
-        return bool(self.mutations)
-
     def request(
         self,
         method,
