@@ -8,7 +8,8 @@ import copy
 import json
 import math
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils import basic as _basic
+from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.errors import NoLogError
 from ansible_collections.neonops.storage.plugins.module_utils._client import (
     HAS_REQUESTS,
@@ -188,19 +189,20 @@ def options_problem(params: dict, argument_spec: dict, limits: dict | None = Non
     return None
 
 
-class NeonModule(AnsibleModule):
-    """AnsibleModule with the collection's rules for hostile input and for failures after a change.
+class NeonModuleMixin:
+    """The collection's rules for hostile input and for failures after a change, on top of AnsibleModule.
 
     - Every option is checked (``options_problem``) before the module runs, so before any request.
     - A parameter with a NUL character is logged escaped (syslog and journald refuse it), so the check
       above names the field instead of failing with "Failed to log to syslog".
-    - When ansible-core's own argument check fails, the message names the option (ansible-core reports a
-      no_log conversion error first, which does not).
+    - When ansible-core's own argument check fails with a no_log conversion error first (which names no
+      option), the message is the first error that does.
     - A failure after a client made by ``client_from_module``/``client_for_url`` had a mutating request
       accepted reports ``changed: true`` and says which request was accepted.
     - ``msg`` is cut to a readable size.
 
     ``limits`` maps option names to ``Range`` where a module needs other bounds than ``NUMBER_LIMITS``.
+    Build it with ``neon_module()``.
     """
 
     def __init__(self, argument_spec, limits=None, **kwargs):
@@ -236,6 +238,22 @@ class NeonModule(AnsibleModule):
                 if not isinstance(error, NoLogError):
                     return str(error)
         return msg
+
+
+_MODULE_CLASSES = {}
+
+
+def neon_module(argument_spec, limits=None, **kwargs):
+    """An AnsibleModule with ``NeonModuleMixin``; every module builds its module object with this.
+
+    The AnsibleModule class is looked up at each call, so tools that substitute their own (ansible-lint's
+    args rule, ansible-test's validate-modules) see the module's argument spec as usual.
+    """
+    base = _basic.AnsibleModule
+    cls = _MODULE_CLASSES.get(base)
+    if cls is None:
+        cls = _MODULE_CLASSES[base] = type("NeonModule", (NeonModuleMixin, base), {})
+    return cls(argument_spec, limits=limits, **kwargs)
 
 
 def client_from_module(module, url_option="api_url", token_option="api_token", error_key="msg") -> NeonClient:

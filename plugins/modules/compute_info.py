@@ -124,10 +124,10 @@ import os
 from ansible_collections.neonops.storage.plugins.module_utils import _compute
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
 )
 
 
@@ -166,7 +166,7 @@ def argument_spec():
 
 
 def main():
-    module = NeonModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     client = client_from_module(module, error_key="error")
     try:

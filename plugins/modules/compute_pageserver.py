@@ -231,10 +231,10 @@ import time
 from ansible_collections.neonops.storage.plugins.module_utils import _compute
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
 )
 
 
@@ -484,7 +484,7 @@ class ComputePageserver:
 
 
 def main():
-    module = NeonModule(
+    module = neon_module(
         argument_spec=argument_spec(),
         required_one_of=[("spec", "spec_path")],
         required_if=[("apply", "spec_file", ("spec_path",))],

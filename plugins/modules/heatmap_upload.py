@@ -58,16 +58,16 @@ from ansible_collections.neonops.storage.plugins.module_utils import _pageserver
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
 
 def main():
-    module = NeonModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(tenant_shard_id={"type": "str", "required": True}),
         supports_check_mode=True,
     )

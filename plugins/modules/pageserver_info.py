@@ -88,15 +88,15 @@ tenants:
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
 )
 
 
 def main():
-    module = NeonModule(argument_spec=neon_argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=neon_argument_spec(), supports_check_mode=True)
     client = client_from_module(module)
     result = {"changed": False}
     steps = (

@@ -152,10 +152,10 @@ from ansible_collections.neonops.storage.plugins.module_utils._client import Neo
 from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_tenant_id, validate_timeline_id
 from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn, lsn_fields_as_int
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_for_url,
     client_from_module,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -200,7 +200,7 @@ def read_safekeeper(client, tenant_id, timeline_id) -> dict:
 
 
 def main():
-    module = NeonModule(
+    module = neon_module(
         argument_spec=argument_spec(),
         required_one_of=[("api_url", "safekeeper_urls")],
         supports_check_mode=True,

@@ -107,10 +107,10 @@ from ansible_collections.neonops.storage.plugins.module_utils import _pageserver
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -131,7 +131,7 @@ def add_snapshot(snapshots: list, snapshot: dict) -> None:
 
 
 def main():
-    module = NeonModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(
             tenant_shard_id={"type": "str", "required": True},
             wait_ms={"type": "int", "default": 10000},

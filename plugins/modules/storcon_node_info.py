@@ -96,10 +96,10 @@ from ansible_collections.neonops.storage.plugins.module_utils import _storcon
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_node_id
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -109,7 +109,7 @@ def argument_spec():
 
 
 def main():
-    module = NeonModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
     node_id = module.params["node_id"]
     if node_id is not None:
         node_id = validate_or_fail(module, validate_node_id, node_id, "node_id")

@@ -130,10 +130,10 @@ from ansible_collections.neonops.storage.plugins.module_utils._client import Neo
 from ansible_collections.neonops.storage.plugins.module_utils._humantime import parse_duration
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -189,7 +189,7 @@ def read_location(module, client, tsid):
 
 
 def main():
-    module = NeonModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(
             tenant_shard_id={"type": "str", "required": True},
             overrides={"type": "dict", "default": {}},

@@ -140,10 +140,10 @@ from ansible_collections.neonops.storage.plugins.module_utils import _storcon
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_node_id, validate_tenant_shard_id
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -156,7 +156,7 @@ def argument_spec():
 
 
 def main():
-    module = NeonModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
     tsid = str(validate_or_fail(module, validate_tenant_shard_id, module.params["tenant_shard_id"], "tenant_shard_id"))
     node_id = validate_or_fail(module, validate_node_id, module.params["node_id"], "node_id")
     client = client_from_module(module)

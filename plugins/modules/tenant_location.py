@@ -194,10 +194,10 @@ from ansible_collections.neonops.storage.plugins.module_utils import _pageserver
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -357,7 +357,7 @@ def _warm(secondary_conf) -> bool:
 
 
 def main():
-    module = NeonModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(
             tenant_shard_id={"type": "str", "required": True},
             mode={"type": "str", "required": True, "choices": list(ps.LOCATION_MODES)},
@@ -382,7 +382,7 @@ def main():
             module.fail_json(
                 msg=f"{field}: {p[field]} does not match tenant_shard_id {tsid} ({field} {getattr(tsid, field)})"
             )
-    # Numbers are bounded by NeonModule (generation u32, flush_ms, wait_timeout, ...) before this runs.
+    # Numbers are bounded by neon_module() (generation u32, flush_ms, wait_timeout, ...) before this runs.
     if p["generation"] is not None and mode == "Secondary":
         module.fail_json(msg=f"generation: must be omitted for mode Secondary (got {p['generation']})")
     if p["secondary_conf"] is not None and mode != "Secondary":

@@ -168,10 +168,10 @@ from ansible_collections.neonops.storage.plugins.module_utils._client import Neo
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_timeline_id
 from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -309,7 +309,7 @@ def argument_spec():
 
 
 def main():
-    module = NeonModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     tsid = validate_or_fail(module, TenantShardId.parse, p["tenant_shard_id"], "tenant_shard_id")
     timeline_id = validate_or_fail(module, validate_timeline_id, p["timeline_id"], "timeline_id")

@@ -134,11 +134,11 @@ from ansible_collections.neonops.storage.plugins.module_utils._client import Neo
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_timeline_id
 from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
-    NeonModule,
     client_for_url,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -242,7 +242,7 @@ def _text(targets: dict) -> dict:
 
 
 def main():
-    module = NeonModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(
             tenant_shard_id={"type": "str", "required": True},
             target_lsns={"type": "dict"},

@@ -8,10 +8,10 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
     NEON_CONNECTION_SPEC,
-    NeonModule,
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
 )
 from ansible_collections.neonops.storage.tests.unit.conftest import SECRET_TOKEN
 
@@ -83,7 +83,7 @@ def test_fail_api_reports_request_without_token(capsys):
     assert SECRET_TOKEN not in json.dumps(result)
 
 
-# ---- NeonModule: one set of option rules for every module (issue 9) --------------------------------------------
+# ---- neon_module: one set of option rules for every module (issue 9) --------------------------------------------
 
 EXTRA_SPEC = {
     "count": {"type": "int"},
@@ -96,9 +96,9 @@ EXTRA_SPEC = {
 
 
 def run_neon_module(capsys, args, func=None):
-    """Build a NeonModule (which may fail on its own) and call func(module); the parsed result."""
+    """Build a neon_module (which may fail on its own) and call func(module); the parsed result."""
     with patch_module_args({"api_url": "http://ps:9898", **args}), pytest.raises(SystemExit):
-        module = NeonModule(argument_spec=neon_argument_spec(**EXTRA_SPEC), supports_check_mode=True)
+        module = neon_module(argument_spec=neon_argument_spec(**EXTRA_SPEC), supports_check_mode=True)
         (func or (lambda m: m.exit_json(changed=False)))(module)
     return json.loads(capsys.readouterr().out)
 
