@@ -61,7 +61,8 @@ class FakeClient:
     def __init__(self, fleet, service):
         self.fleet, self.service, self.base_url = fleet, service, f"http://{service}"
 
-    def request(self, method, path, params=None, json=None, expected=(200,), timeout=None):
+    def request(self, method, path, params=None, json=None, expected=(200,), timeout=None, **_checks):
+        # _checks: returns/check/mutating of the real client's request(), which this fake does not need
         f = self.fleet
         f.log.append((self.service, method, path, json))
         if self.service in f.die_after:  # answers this many more requests, then is gone
