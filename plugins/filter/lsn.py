@@ -40,8 +40,9 @@ def lsn_max(values):
 
 def lsn_format(value):
     """An integer (or ``"x/y"`` text in any case) → upstream's ``"X/Y"`` form."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())  # templating may hand integers over as text
+    text = value.strip() if isinstance(value, str) else None
+    if text and text.isascii() and text.isdigit():  # ASCII only: int() also takes other scripts' digits
+        value = int(text)  # templating may hand integers over as text
     return str(_parse(value, "lsn_format"))
 
 

@@ -12,6 +12,10 @@ import copy
 import json
 import re
 
+from ansible_collections.neonops.storage.plugins.module_utils._client import hostname_problem
+from ansible_collections.neonops.storage.plugins.module_utils._echo import echo
+from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_node_id
+
 CONFIGURABLE_STATUSES = ("empty", "running")
 # Statuses from which a compute never returns to running on its own.
 TERMINAL_STATUSES = ("failed", "termination_pending_fast", "termination_pending_immediate", "terminated")
@@ -25,8 +29,10 @@ PREFER_PROTOCOLS = ("libpq", "grpc")
 
 _HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
 _URL_TAIL = r"://(?P<user>[^@/:\s,]+)@(?P<host>" + _HOST + r"):(?P<port>[0-9]{1,5})/?"
-LIBPQ_URL_RE = re.compile(r"^postgres(?:ql)?" + _URL_TAIL + r"$")
-GRPC_URL_RE = re.compile(r"^grpc" + _URL_TAIL + r"$")
+# Used with fullmatch(): "$" would also match before a trailing newline. re.ASCII keeps \s to ASCII spaces.
+LIBPQ_URL_RE = re.compile(r"postgres(?:ql)?" + _URL_TAIL, re.ASCII)
+GRPC_URL_RE = re.compile(r"grpc" + _URL_TAIL, re.ASCII)
+MAX_URL_LENGTH = 2048
 
 SECRET_SPEC_KEYS = ("storage_auth_token", "encrypted_password", "password")
 REDACTED = "********"
@@ -36,9 +42,15 @@ REDACTED = "********"
 # API wrappers
 
 
+def _status_problem(data):
+    if not isinstance(data.get("status"), str):
+        return f"status: expected a compute status text, got {echo(data.get('status'))}"
+    return None
+
+
 def status(client) -> dict:
     """``GET /status`` → ComputeStatusResponse."""
-    return client.get("/status").data
+    return client.get("/status", returns=dict, check=_status_problem).data
 
 
 def configure(client, spec: dict, compute_ctl_config: dict, timeout: float | None = None) -> dict:
@@ -51,12 +63,24 @@ def configure(client, spec: dict, compute_ctl_config: dict, timeout: float | Non
 # Validation
 
 
+def _shown_url(url) -> str:
+    """The URL for a message, with a password (``user:password@``) masked."""
+    if isinstance(url, str):
+        url = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:********@", url, count=1)
+    return echo(url)
+
+
 def _validate_url(url, pattern, field, example):
-    if not isinstance(url, str) or not pattern.match(url):
-        raise ValueError(f"{field}: {url!r} is not a valid URL (expected {example})")
-    port = int(pattern.match(url).group("port"))
+    match = pattern.fullmatch(url) if isinstance(url, str) and len(url) <= MAX_URL_LENGTH else None
+    if not match or not url.isascii():
+        raise ValueError(f"{field}: {_shown_url(url)} is not a valid URL (expected {example}, without a password)")
+    host = match.group("host")
+    problem = hostname_problem(host[1:-1] if host.startswith("[") else host)
+    if problem:
+        raise ValueError(f"{field}: {_shown_url(url)} is not a valid URL: {problem}")
+    port = int(match.group("port"))
     if not 1 <= port <= 65535:
-        raise ValueError(f"{field}: {url!r} has port {port} outside 1..65535")
+        raise ValueError(f"{field}: {_shown_url(url)} has port {port} outside 1..65535")
     return url.rstrip("/")
 
 
@@ -70,14 +94,20 @@ def validate_grpc_url(url, field="grpc_url") -> str:
 
 def validate_shard_count(value, field="shard_count") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SHARD_COUNT:
-        raise ValueError(f"{field}: {value!r} is not a valid shard count (0 for unsharded, or 1..255)")
+        raise ValueError(f"{field}: {echo(value)} is not a valid shard count (0 for unsharded, or 1..255)")
     return value
 
 
 def validate_stripe_size(value, field="stripe_size") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_STRIPE_SIZE:
-        raise ValueError(f"{field}: {value!r} is not a valid stripe size (1..{MAX_STRIPE_SIZE} pages of 8 KiB)")
+        raise ValueError(f"{field}: {echo(value)} is not a valid stripe size (1..{MAX_STRIPE_SIZE} pages of 8 KiB)")
     return value
+
+
+def _ascii_int(text):
+    """An integer from ASCII digits only (``int()`` also takes other scripts' digits), else None."""
+    text = str(text).strip()
+    return int(text) if text and text.isascii() and text.isdigit() else None
 
 
 def shard_index(shard_number: int, shard_count: int) -> str:
@@ -109,13 +139,15 @@ def build_connection_info(pageservers: list, shard_count: int, stripe_size: int 
     else:
         validate_stripe_size(stripe_size)
     if prefer_protocol not in PREFER_PROTOCOLS:
-        raise ValueError(f"prefer_protocol: {prefer_protocol!r} is not one of {', '.join(PREFER_PROTOCOLS)}")
+        raise ValueError(f"prefer_protocol: {echo(prefer_protocol)} is not one of {', '.join(PREFER_PROTOCOLS)}")
     shards = {}
     for number, entry in enumerate(pageservers):
         where = f"pageservers[{number}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a dict with libpq_url (and node_id, grpc_url), got {echo(entry)}")
         node_id = entry.get("node_id")
-        if node_id is not None and (isinstance(node_id, bool) or not isinstance(node_id, int) or node_id < 0):
-            raise ValueError(f"{where}.node_id: {node_id!r} is not a node id")
+        if node_id is not None:
+            validate_node_id(node_id, f"{where}.node_id")
         grpc_url = entry.get("grpc_url")
         if prefer_protocol == "grpc" and not grpc_url:
             raise ValueError(f"{where}.grpc_url: required when prefer_protocol is grpc")
@@ -189,7 +221,7 @@ def spec_connection(spec: dict) -> dict:
         stripe = _settings_guc(spec, STRIPE_SIZE_GUC)
         return {
             "connstring": normalize_connstring(setting["value"]),
-            "stripe_size": int(stripe["value"]) if stripe and str(stripe.get("value", "")).isdigit() else None,
+            "stripe_size": _ascii_int(stripe.get("value", "")) if stripe else None,
             "shard_count": None,
             "source": "cluster.settings",
         }
@@ -252,7 +284,7 @@ def parse_postgresql_conf(text: str) -> dict:
         line = raw_line.strip()
         if not line or line.startswith("#"):
             continue
-        match = re.match(r"([A-Za-z_][A-Za-z0-9_.\-]*)\s*=?\s*(.*)$", line)
+        match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_.\-]*)\s*=?\s*(.*)", line)
         if not match:
             continue
         name, rest = match.group(1).lower(), match.group(2)
@@ -287,7 +319,7 @@ def conf_connection(settings: dict) -> dict:
     stripe = settings.get(STRIPE_SIZE_GUC)
     return {
         "connstring": normalize_connstring(settings.get(CONNSTRING_GUC)),
-        "stripe_size": int(stripe) if stripe is not None and stripe.strip().isdigit() else None,
+        "stripe_size": _ascii_int(stripe) if stripe is not None else None,
         "source": "postgresql.conf",
     }
 

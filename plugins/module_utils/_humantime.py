@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.neonops.storage.plugins.module_utils._echo import echo
+
 # Unit spellings accepted by the Rust humantime crate, in seconds.
 _UNITS = {
     "nsec": 1e-9, "ns": 1e-9, "nanos": 1e-9,
@@ -20,7 +22,10 @@ _UNITS = {
     "years": 31557600, "year": 31557600, "y": 31557600,
 }  # fmt: skip
 
-_PART = re.compile(r"\s*(\d+)\s*([A-Za-z]+)")
+# ASCII digits and letters only: humantime parses '0'..='9', and Python's \d would also take other scripts' digits.
+_PART = re.compile(r"[ ]*([0-9]+)[ ]*([A-Za-z]+)")
+# Longest duration text accepted; the longest real one ("1year 11months 4weeks 6days ...") is far shorter.
+MAX_DURATION_TEXT = 200
 
 # Tenant-config keys whose values are humantime durations (TenantConfig in neon's `libs/pageserver_api/src/models.rs`).
 DURATION_KEYS = frozenset(
@@ -43,15 +48,20 @@ DURATION_KEYS = frozenset(
 def parse_duration(text, field: str = "duration") -> float:
     """Return the duration in seconds; raise ``ValueError`` naming ``field`` and the value."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{field}: invalid duration {text!r}: expected humantime text such as '0s', '1h', '7days'")
+        raise ValueError(f"{field}: invalid duration {echo(text)}: expected humantime text such as '0s', '1h', '7days'")
+    if len(text) > MAX_DURATION_TEXT:
+        raise ValueError(f"{field}: invalid duration {echo(text)}: longer than {MAX_DURATION_TEXT} characters")
+    # The text is sent as given, so it must be clean: no surrounding spaces, no tabs or newlines.
+    if text != text.strip(" "):
+        raise ValueError(f"{field}: invalid duration {echo(text)}: remove the spaces around it")
     total = 0.0
     position = 0
-    stripped = text.strip()
-    while position < len(stripped):
-        match = _PART.match(stripped, position)
+    while position < len(text):
+        match = _PART.match(text, position)
         if not match or match.group(2) not in _UNITS:
             raise ValueError(
-                f"{field}: invalid duration {text!r}: expected humantime text such as '0s', '20 s', '1 hr', '7days'"
+                f"{field}: invalid duration {echo(text)}: expected humantime text such as '0s', '20 s', '1 hr', "
+                "'7days' (ASCII digits and units)"
             )
         total += int(match.group(1)) * _UNITS[match.group(2)]
         position = match.end()

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import re
 
-_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
-_SHARD_SUFFIX = re.compile(r"^([0-9a-fA-F]{2})([0-9a-fA-F]{2})$")
+from ansible_collections.neonops.storage.plugins.module_utils._echo import echo
+
+# Patterns are used with fullmatch(): "$" would also match before a trailing newline.
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_SHARD_SUFFIX = re.compile(r"([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
+NODE_ID_MAX = (1 << 64) - 1  # NodeId is a u64 (libs/utils/src/id.rs in neondatabase/neon)
 
 
 def _validate_hex_id(value, field: str, kind: str) -> str:
-    if not isinstance(value, str) or not _HEX32.match(value):
-        raise ValueError(f"{field}: invalid {kind} {value!r}: expected 32 hexadecimal characters")
+    if not isinstance(value, str) or not _HEX32.fullmatch(value):
+        raise ValueError(f"{field}: invalid {kind} {echo(value)}: expected 32 hexadecimal characters")
     return value.lower()
 
 
@@ -27,8 +31,8 @@ def validate_timeline_id(value, field: str = "timeline_id") -> str:
 
 
 def validate_node_id(value, field: str = "node_id") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{field}: invalid node id {value!r}: expected a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= NODE_ID_MAX:
+        raise ValueError(f"{field}: invalid node id {echo(value)}: expected an integer from 0 to {NODE_ID_MAX}")
     return value
 
 
@@ -41,7 +45,7 @@ class TenantShardId:
         self.tenant_id = validate_tenant_id(tenant_id)
         for name, value in (("shard_number", shard_number), ("shard_count", shard_count)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-                raise ValueError(f"{name}: invalid value {value!r}: expected an integer 0..255")
+                raise ValueError(f"{name}: invalid value {echo(value)}: expected an integer 0..255")
         if shard_count == 0 and shard_number != 0:
             raise ValueError(f"shard_number: {shard_number} is invalid for an unsharded tenant (shard_count 0)")
         if shard_count > 0 and shard_number >= shard_count:
@@ -55,17 +59,20 @@ class TenantShardId:
         if isinstance(text, TenantShardId):
             return text
         if not isinstance(text, str):
-            raise ValueError(f"{field}: invalid tenant shard id {text!r}: expected a string")
-        if len(text) == 32 and _HEX32.match(text):
+            raise ValueError(f"{field}: invalid tenant shard id {echo(text)}: expected a string")
+        if len(text) == 32 and _HEX32.fullmatch(text):
             return cls(text)
-        if len(text) == 37 and text[32] == "-" and _HEX32.match(text[:32]):
-            suffix = _SHARD_SUFFIX.match(text[33:])
+        if len(text) == 37 and text[32] == "-" and _HEX32.fullmatch(text[:32]):
+            suffix = _SHARD_SUFFIX.fullmatch(text[33:])
             if suffix:
+                # Shard NN of CC (ShardIndex in libs/utils/src/shard.rs): NN < CC, or 0000 for unsharded.
                 try:
                     return cls(text[:32], int(suffix.group(1), 16), int(suffix.group(2), 16))
                 except ValueError as exc:
-                    raise ValueError(f"{field}: invalid tenant shard id {text!r}: {exc}") from None
-        raise ValueError(f"{field}: invalid tenant shard id {text!r}: expected 32 hex characters or '<tenant_id>-NNCC'")
+                    raise ValueError(f"{field}: invalid tenant shard id {echo(text)}: {exc}") from None
+        raise ValueError(
+            f"{field}: invalid tenant shard id {echo(text)}: expected 32 hex characters or '<tenant_id>-NNCC'"
+        )
 
     @property
     def is_unsharded(self) -> bool:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from ansible_collections.neonops.storage.plugins.module_utils._echo import echo
+
 _U32 = 0xFFFFFFFF
 _U64_MAX = (1 << 64) - 1
 
@@ -38,9 +40,9 @@ class Lsn(int):
 
     def __new__(cls, value: int = 0) -> Lsn:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"invalid LSN {value!r}: expected an integer")
+            raise ValueError(f"invalid LSN {echo(value)}: expected an integer")
         if value < 0 or value > _U64_MAX:
-            raise ValueError(f"invalid LSN {value!r}: out of the 64-bit range")
+            raise ValueError(f"invalid LSN {echo(value)}: out of the 64-bit range")
         return super().__new__(cls, value)
 
     @classmethod
@@ -51,14 +53,14 @@ class Lsn(int):
         if isinstance(value, int) and not isinstance(value, bool):
             return cls(value)
         if not isinstance(value, str):
-            raise ValueError(f"invalid LSN {value!r}: expected 'X/Y' hex text or an integer")
+            raise ValueError(f"invalid LSN {echo(value)}: expected 'X/Y' hex text or an integer")
         text = value.strip()
         hi_text, sep, lo_text = text.partition("/")
         if not sep or not _is_hex(hi_text) or not _is_hex(lo_text):
-            raise ValueError(f"invalid LSN {value!r}: expected 'X/Y' with hexadecimal X and Y")
+            raise ValueError(f"invalid LSN {echo(value)}: expected 'X/Y' with hexadecimal X and Y")
         hi, lo = int(hi_text, 16), int(lo_text, 16)
         if hi > _U32 or lo > _U32:
-            raise ValueError(f"invalid LSN {value!r}: each half must fit in 32 bits")
+            raise ValueError(f"invalid LSN {echo(value)}: each half must fit in 32 bits")
         return cls((hi << 32) | lo)
 
     def __str__(self) -> str:

@@ -71,6 +71,16 @@ def resolve_node(nodes: list, wanted, field: str) -> dict:
     )
 
 
+def identity_refusal(node: dict, answered_id, role: str) -> str | None:
+    """A URL that answers as another node than the inventory says: a wrong api_url, not the pageserver meant."""
+    if answered_id is None or str(answered_id) == str(node.get("node_id")):
+        return None
+    return (
+        f"{role}: {node['name']} at {node.get('api_url')} answers as node {answered_id}, but the inventory gives it "
+        f"node id {node.get('node_id')}; refusing to move a tenant to or from a pageserver it may not be"
+    )
+
+
 def remote_storage_mismatch(source: dict, destination: dict) -> str | None:
     """Why the two pageservers cannot hand a tenant over through S3, or None.
 

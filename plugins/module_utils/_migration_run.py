@@ -424,6 +424,10 @@ class MigrationRun:
         run["src_reachable"] = src_info is not None
         run["dst_reachable"] = dst_info is not None
         run["src_error"], run["dst_error"] = src_error, dst_error
+        run["answered_as"] = {
+            "source": (src_info or {}).get("node_id"),
+            "destination": (dst_info or {}).get("node_id"),
+        }
         try:
             described = storcon.tenant_or_none(self.sc, tenant_id)
         except NeonAPIError as exc:
@@ -485,6 +489,10 @@ class MigrationRun:
                 f"Tenant {run['tenant_id']}{which} is not attached on {src['name']} or {dst['name']} (shards and "
                 f"modes: {modes}; source reachable: {run['src_reachable']})"
             )
+        for role in ("source", "destination"):
+            refusal = decide.identity_refusal(run[role], run["answered_as"][role], role)
+            if refusal:
+                raise MigrationError(refusal)
         if run["path"] == "failover" and not s["failover"]:
             raise MigrationError(
                 f"Source {src['name']} is unreachable ({run['src_error']}) and tenant_migration_failover is false."
@@ -762,11 +770,12 @@ class MigrationRun:
     def phase_catchup(self):
         run, s = self.run, self.run["options"]
         started = self.monotonic()
-        reached_all, history = {}, {}
+        reached_all = {}
+        history = {tsid: [] for tsid in run.get("targets", {})}
         for tsid, targets in run.get("targets", {}).items():
-            samples = []
 
-            def probe(tsid=tsid, targets=targets, samples=samples):
+            def probe(tsid=tsid, targets=targets):
+                samples = history[tsid]
                 try:
                     timelines = {t["timeline_id"]: t for t in ps.timelines(self.dst, tsid)}
                 except NeonAPIError as exc:
@@ -792,7 +801,6 @@ class MigrationRun:
                 )
             except PollTimeout as exc:
                 raise MigrationError(f"{exc}: still behind {decide.lagging(targets, exc.last or {})}") from None
-            history[tsid] = samples
         run["catchup_seconds"] = round(self.monotonic() - started, 3)
         run["catchup_reached"] = reached_all
         run["catchup_history"] = history
@@ -1059,18 +1067,25 @@ class MigrationRun:
             return
         try:
             if recovery == "rollback":
-                self.begin_phase("rollback")
-                self.phase_rollback()
-                self.end_phase("rollback")
-                run["outcome"] = "rolled_back"
-            elif recovery == "failover":
+                try:
+                    self.begin_phase("rollback")
+                    self.phase_rollback()
+                    self.end_phase("rollback")
+                    run["outcome"] = "rolled_back"
+                except (MigrationError, NeonAPIError, PollTimeout) as exc:
+                    # The source answered a moment ago; if it died since, the destination must take the tenant.
+                    if not s["failover"] or self._read_node("source")[0] is not None:
+                        raise
+                    run["warnings"].append(f"the source died during the rollback ({exc}); failing over instead")
+                    recovery = run["recovery"] = "failover"
+            if recovery == "failover":
                 run["src_reachable"] = False
                 run["path"] = "failover"
                 self.rediscover_destination()
                 self.begin_phase("failover")
                 self.phase_failover()
                 run["outcome"] = "failover"
-            else:
+            elif recovery == "forward":
                 run["src_reachable"] = source_answers
                 run["compute_targets"] = self.compute_targets()
                 run["outcome"] = "verify_failed" if failed_phase == "verify" else "rolled_forward"

@@ -1,18 +1,29 @@
 # Copyright: neonops.storage contributors
 # Apache License 2.0 (see LICENSE)
-"""Common argspec, client factory and error helpers for modules. Internal; may change in any release."""
+"""Common argspec, option rules, client factory and error helpers for modules. Internal; may change in any release."""
 
 from __future__ import annotations
 
 import copy
+import json
+import math
 
+from ansible.module_utils import basic as _basic
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible.module_utils.errors import NoLogError
 from ansible_collections.neonops.storage.plugins.module_utils._client import (
     HAS_REQUESTS,
+    MAX_RETRIES,
+    MAX_TIMEOUT,
     REQUESTS_IMPORT_ERROR,
     NeonAPIError,
     NeonClient,
+    check_ca_path,
+    check_retries,
+    check_timeout,
 )
+from ansible_collections.neonops.storage.plugins.module_utils._echo import cut, echo
+from ansible_collections.neonops.storage.plugins.module_utils._ids import NODE_ID_MAX
 
 NEON_CONNECTION_SPEC = {
     "api_url": {"type": "str", "required": True, "fallback": (env_fallback, ["NEONOPS_API_URL"])},
@@ -23,12 +34,226 @@ NEON_CONNECTION_SPEC = {
     "retries": {"type": "int", "default": 3},
 }
 
+U32_MAX = 0xFFFFFFFF
+MAX_WAIT = 7 * 86400.0  # seconds: the longest wait_timeout, download_timeout or deadline
+MAX_WAIT_MS = 3_600_000  # milliseconds: the longest flush_ms or wait_ms (one server-side wait)
+
+
+class Range:
+    """Bounds of a numeric option (both ends included unless ``above`` is set: then the value must exceed it)."""
+
+    def __init__(self, low, high, unit="", above=None):
+        self.low, self.high, self.unit, self.above = low, high, unit, above
+
+    def problem(self, value, integer: bool) -> str | None:
+        unit = f" {self.unit}" if self.unit else ""
+        if integer:
+            if isinstance(value, bool):
+                return f"must be an integer, got the boolean {value}"
+            if not isinstance(value, int):
+                return f"must be an integer, got {echo(value)}"
+            if not self.low <= value <= self.high:
+                return f"must be an integer from {self.low} to {self.high}{unit}, got {echo(value)}"
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"must be a finite number{unit}, got {echo(value)}"
+        if self.above is not None and not self.above < value <= self.high:
+            return f"must be more than {self.above:g} and at most {self.high:g}{unit}, got {echo(value)}"
+        if self.above is None and not self.low <= value <= self.high:
+            return f"must be from {self.low:g} to {self.high:g}{unit}, got {echo(value)}"
+        return None
+
+
+# Bounds of every numeric option, by option name: a name means the same thing in every module (one rule).
+# An integer option never takes a boolean (YAML `true` is an int to Python).
+NUMBER_LIMITS = {
+    "timeout": Range(0, MAX_TIMEOUT, "seconds", above=0),
+    "retries": Range(0, MAX_RETRIES),
+    "wait_timeout": Range(0, MAX_WAIT, "seconds"),
+    "download_timeout": Range(0, MAX_WAIT, "seconds"),
+    "deadline": Range(0, MAX_WAIT, "seconds"),
+    "poll_interval": Range(0, 3600, "seconds"),
+    "flush_ms": Range(0, MAX_WAIT_MS, "milliseconds"),
+    "wait_ms": Range(0, MAX_WAIT_MS, "milliseconds"),
+    "generation": Range(0, U32_MAX),  # a u32 (libs/utils/src/generation.rs in neondatabase/neon)
+    "node_id": Range(0, NODE_ID_MAX),
+    "shard_number": Range(0, 255),  # u8 (libs/utils/src/shard.rs)
+    "shard_count": Range(0, 255),
+    "shard_stripe_size": Range(0, U32_MAX, "pages"),  # u32
+    "stripe_size": Range(1, U32_MAX, "pages"),
+    "pg_version": Range(14, 99),  # a Postgres major version; Neon supports 14 and later
+}
+DEFAULT_INT_LIMIT = Range(0, (1 << 63) - 1)
+DEFAULT_FLOAT_LIMIT = Range(0, 1e9)
+
+# Sizes of string, list and free-form dict options: input can be megabytes long, and nothing of that size is sent.
+STRING_LIMITS = {"api_token": 65536, "source_api_token": 65536, "safekeeper_api_token": 65536}
+DEFAULT_STRING_LIMIT = 4096
+LIST_LIMITS = {}
+DEFAULT_LIST_LIMIT = 1024
+DICT_LIMITS = {"spec": 4 << 20, "compute_ctl_config": 1 << 20}  # characters of the option as JSON
+DEFAULT_DICT_LIMIT = 65536
+MAX_MESSAGE = 2000  # characters of a failure message
+
 
 def neon_argument_spec(**module_options) -> dict:
     """The connection options plus the module's own."""
     spec = copy.deepcopy(NEON_CONNECTION_SPEC)
     spec.update(module_options)
     return spec
+
+
+def _leaf(field: str) -> str:
+    """The option name a limit is looked up by: ``pageservers[0].node_id`` -> ``node_id``."""
+    return field.rsplit(".", 1)[-1].split("[", 1)[0]
+
+
+def _free_form_problem(value, limit):
+    """NUL characters, non-finite numbers and size of a free-form dict or list option."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if isinstance(key, str) and "\x00" in key:
+                    return "contains a NUL character"
+                pending.append(inner)
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and "\x00" in item:
+            return "contains a NUL character"
+    try:
+        size = len(json.dumps(value, allow_nan=False, default=str))
+    except ValueError:
+        return "contains a number that is not finite (NaN or infinity), which JSON cannot carry"
+    if size > limit:
+        return f"is {size} characters as JSON, more than the {limit} allowed"
+    return None
+
+
+def option_problem(field: str, value, spec: dict, limits: dict | None = None) -> str | None:
+    """What is wrong with one option's (already type-converted) value, as ``"<field>: <problem>"``, or None.
+
+    Every integer refuses booleans and every number has bounds (``NUMBER_LIMITS``, by option name); strings,
+    lists and free-form dicts have a maximum size and never carry a NUL character. Suboptions are checked too.
+    """
+    if value is None:
+        return None
+    kind = spec.get("type", "str")
+    name = _leaf(field)
+    if kind in ("int", "float"):
+        limit = (limits or {}).get(name) or NUMBER_LIMITS.get(name)
+        limit = limit or (DEFAULT_INT_LIMIT if kind == "int" else DEFAULT_FLOAT_LIMIT)
+        problem = limit.problem(value, integer=kind == "int")
+        return f"{field}: {problem}" if problem else None
+    if kind in ("str", "path"):
+        if not isinstance(value, str):
+            return None
+        if "\x00" in value:
+            return f"{field}: contains a NUL character"
+        limit = STRING_LIMITS.get(name, DEFAULT_STRING_LIMIT)
+        if len(value) > limit:
+            return f"{field}: is {len(value)} characters long, more than the {limit} allowed"
+        return None
+    if kind == "list" and isinstance(value, list):
+        limit = LIST_LIMITS.get(name, DEFAULT_LIST_LIMIT)
+        if len(value) > limit:
+            return f"{field}: has {len(value)} entries, more than the {limit} allowed"
+        element = {"type": spec.get("elements", "raw"), "options": spec.get("options")}
+        for index, item in enumerate(value):
+            problem = option_problem(f"{field}[{index}]", item, element, limits)
+            if problem:
+                return problem
+        return None
+    if kind == "dict" and isinstance(value, dict):
+        if spec.get("options"):
+            for sub, sub_spec in spec["options"].items():
+                problem = option_problem(f"{field}.{sub}", value.get(sub), sub_spec, limits)
+                if problem:
+                    return problem
+            return None
+        problem = _free_form_problem(value, DICT_LIMITS.get(name, DEFAULT_DICT_LIMIT))
+        return f"{field}: {problem}" if problem else None
+    if kind == "raw":
+        problem = _free_form_problem(value, DEFAULT_DICT_LIMIT)
+        return f"{field}: {problem}" if problem else None
+    return None
+
+
+def options_problem(params: dict, argument_spec: dict, limits: dict | None = None) -> str | None:
+    """The first problem among all options (see ``option_problem``), or None."""
+    for name, spec in argument_spec.items():
+        problem = option_problem(name, params.get(name), spec, limits)
+        if problem:
+            return problem
+    return None
+
+
+class NeonModuleMixin:
+    """The collection's rules for hostile input and for failures after a change, on top of AnsibleModule.
+
+    - Every option is checked (``options_problem``) before the module runs, so before any request.
+    - A parameter with a NUL character is logged escaped (syslog and journald refuse it), so the check
+      above names the field instead of failing with "Failed to log to syslog".
+    - When ansible-core's own argument check fails with a no_log conversion error first (which names no
+      option), the message is the first error that does.
+    - A failure after a client made by ``client_from_module``/``client_for_url`` had a mutating request
+      accepted reports ``changed: true`` and says which request was accepted.
+    - ``msg`` is cut to a readable size.
+
+    ``limits`` maps option names to ``Range`` where a module needs other bounds than ``NUMBER_LIMITS``.
+    Build it with ``neon_module()``.
+    """
+
+    def __init__(self, argument_spec, limits=None, **kwargs):
+        self.neon_clients = []
+        self._neon_starting = True
+        super().__init__(argument_spec=argument_spec, **kwargs)
+        self._neon_starting = False
+        problem = options_problem(self.params, argument_spec, limits)
+        if problem:
+            self.fail_json(msg=problem)
+
+    def log(self, msg, log_args=None):
+        if isinstance(msg, str):
+            msg = msg.replace("\x00", "\\x00")
+        if log_args:
+            log_args = {key: str(value).replace("\x00", "\\x00") for key, value in log_args.items()}
+        super().log(msg, log_args=log_args)
+
+    def fail_json(self, msg, **kwargs):
+        if self._neon_starting:
+            msg = self._named_validation_message(msg)
+        mutations = [m for client in self.neon_clients for m in client.mutations]
+        if mutations and "changed" not in kwargs:
+            kwargs["changed"] = True
+            msg = f"{msg} (after the server accepted {mutations[-1]}, so something changed)"
+        super().fail_json(msg=cut(msg, MAX_MESSAGE), **kwargs)
+
+    def _named_validation_message(self, msg):
+        result = getattr(self, "validation_result", None)
+        errors = list(getattr(result, "errors", None) or [])
+        if errors and isinstance(errors[0], NoLogError):
+            for error in errors:
+                if not isinstance(error, NoLogError):
+                    return str(error)
+        return msg
+
+
+_MODULE_CLASSES = {}
+
+
+def neon_module(argument_spec, limits=None, **kwargs):
+    """An AnsibleModule with ``NeonModuleMixin``; every module builds its module object with this.
+
+    The AnsibleModule class is looked up at each call, so tools that substitute their own (ansible-lint's
+    args rule, ansible-test's validate-modules) see the module's argument spec as usual.
+    """
+    base = _basic.AnsibleModule
+    cls = _MODULE_CLASSES.get(base)
+    if cls is None:
+        cls = _MODULE_CLASSES[base] = type("NeonModule", (NeonModuleMixin, base), {})
+    return cls(argument_spec, limits=limits, **kwargs)
 
 
 def client_from_module(module, url_option="api_url", token_option="api_token", error_key="msg") -> NeonClient:
@@ -42,29 +267,45 @@ def client_for_url(module, url, token=None, field="api_url", error_key="msg") ->
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     params = module.params
-    timeout = params.get("timeout")
-    if timeout is not None and timeout <= 0:
-        module.fail_json(msg=f"timeout: must be a positive number of seconds, got {timeout!r}")
+    validate_certs = params.get("validate_certs", True)
     try:
-        return NeonClient(
+        if validate_certs:
+            check_ca_path(params.get("ca_path"))
+        timeout = check_timeout(params.get("timeout") if params.get("timeout") is not None else 30.0)
+        retries = check_retries(params.get("retries") if params.get("retries") is not None else 3)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        client = NeonClient(
             url,
             token=token,
-            validate_certs=params.get("validate_certs", True),
+            validate_certs=validate_certs,
             ca_path=params.get("ca_path"),
-            timeout=timeout or 30.0,
-            retries=params.get("retries", 3),
+            timeout=timeout,
+            retries=retries,
             warn=module.warn,
             error_key=error_key,
         )
     except ValueError as exc:
         module.fail_json(msg=f"{field}: {exc}")
+    if isinstance(getattr(module, "neon_clients", None), list):
+        module.neon_clients.append(client)
+    return client
+
+
+UNKNOWN_ROUTE_REASON = (
+    "the URL does not serve this API (HTTP 404 for the route itself, not the service's 'not found' for an object)"
+)
 
 
 def fail_api(module, exc: NeonAPIError, attempted: str, reason: str | None = None, **extra):
     """fail_json with what was attempted, the request and the server's message (the token is never part of it).
 
-    ``reason`` is the module's reading of the error (e.g. "not attached on this pageserver").
+    ``reason`` is the module's reading of the error (e.g. "not attached on this pageserver"). A 404 that is
+    not the service's own "not found" for an object gets ``UNKNOWN_ROUTE_REASON`` when no reason is given.
     """
+    if reason is None and exc.unknown_route:
+        reason = UNKNOWN_ROUTE_REASON
     module.fail_json(
         msg=f"{attempted} failed: {reason} ({exc})" if reason else f"{attempted} failed: {exc}",
         method=exc.method,
@@ -81,6 +322,6 @@ def validate_or_fail(module, validator, value, field, *args):
         return validator(value, *args)
     except ValueError as exc:
         text = str(exc)
-        if not text.startswith(f"{field}:"):
+        if not text.startswith((f"{field}:", f"{field}.", f"{field}[")):
             text = f"{field}: {text}"
         module.fail_json(msg=text)

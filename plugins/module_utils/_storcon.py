@@ -11,15 +11,50 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
+from ansible_collections.neonops.storage.plugins.module_utils._echo import echo
 from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_node_id, validate_tenant_id
-
-# Body text of the 404 the shared HTTP router gives for a route it does not serve.
-UNKNOWN_ROUTE_MESSAGE = "page not found"
 
 
 def _segment(value) -> str:
     # Path parameters come from user input: keep them one path segment.
     return quote(str(value), safe="")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _attach_hook_problem(data):
+    generation = data.get("gen")
+    if generation is not None and not _is_int(generation):
+        return f"gen: expected an integer generation, got {echo(generation)}"
+    return None
+
+
+def _inspect_problem(data):
+    attachment = (data or {}).get("attachment")
+    if attachment is None:
+        return None
+    if not (isinstance(attachment, list) and len(attachment) == 2 and all(_is_int(v) for v in attachment)):
+        return f"attachment: expected [generation, node_id], got {echo(attachment)}"
+    return None
+
+
+def _objects_problem(data):
+    for item in data:
+        if not isinstance(item, dict):
+            return f"expected objects, got {echo(item)}"
+    return None
+
+
+def _tenant_problem(data):
+    shards = data.get("shards", [])
+    if not isinstance(shards, list):
+        return f"shards: expected an array, got {echo(shards)}"
+    for shard in shards:
+        if not isinstance(shard, dict) or not isinstance(shard.get("tenant_shard_id"), str):
+            return f"shards: expected objects with a tenant_shard_id, got {echo(shard)}"
+    return None
 
 
 def attach_hook(client, tenant_shard_id: str, node_id: int | None, generation_override: int | None = None):
@@ -30,7 +65,7 @@ def attach_hook(client, tenant_shard_id: str, node_id: int | None, generation_ov
     body = {"tenant_shard_id": str(tenant_shard_id), "node_id": node_id}
     if generation_override is not None:
         body["generation_override"] = generation_override
-    data = client.post("/debug/v1/attach-hook", json=body).data or {}
+    data = client.post("/debug/v1/attach-hook", json=body, returns=dict, check=_attach_hook_problem).data
     return data.get("gen")
 
 
@@ -40,8 +75,14 @@ def inspect(client, tenant_shard_id: str) -> dict:
     Returns ``{"generation": int|None, "node_id": int|None}``; both are ``None`` when the shard is unknown
     or detached.
     """
-    data = client.post("/debug/v1/inspect", json={"tenant_shard_id": str(tenant_shard_id)}).data or {}
-    attachment = data.get("attachment")
+    data = client.post(
+        "/debug/v1/inspect",
+        json={"tenant_shard_id": str(tenant_shard_id)},
+        returns=(dict, type(None)),
+        check=_inspect_problem,
+        mutating=False,
+    ).data
+    attachment = (data or {}).get("attachment")
     if not attachment:
         return {"generation": None, "node_id": None}
     generation, node_id = attachment
@@ -49,24 +90,24 @@ def inspect(client, tenant_shard_id: str) -> dict:
 
 
 def node_list(client) -> list:
-    return client.get("/control/v1/node").data or []
+    return client.get("/control/v1/node", returns=list, check=_objects_problem).data
 
 
 def node_describe(client, node_id: int) -> dict:
-    return client.get(f"/control/v1/node/{_segment(node_id)}").data
+    return client.get(f"/control/v1/node/{_segment(node_id)}", returns=dict).data
 
 
 def tenant_describe(client, tenant_id: str) -> dict:
-    return client.get(f"/control/v1/tenant/{_segment(tenant_id)}").data
+    return client.get(f"/control/v1/tenant/{_segment(tenant_id)}", returns=dict, check=_tenant_problem).data
 
 
 def locate(client, tenant_id: str) -> dict:
-    return client.get(f"/debug/v1/tenant/{_segment(tenant_id)}/locate").data
+    return client.get(f"/debug/v1/tenant/{_segment(tenant_id)}/locate", returns=dict).data
 
 
 def is_unknown_route(exc: NeonAPIError) -> bool:
-    """A 404 for the route itself (the URL does not serve the controller's API), not for the object asked about."""
-    return exc.status == 404 and str(exc.message or "").strip().lower() == UNKNOWN_ROUTE_MESSAGE
+    """A 404 that is not the controller's "not found" for the object: the URL does not serve its API."""
+    return exc.unknown_route
 
 
 def failure_reason(exc: NeonAPIError) -> str | None:
@@ -84,7 +125,7 @@ def nodes(client, node_id: int | None = None) -> list:
     try:
         return [node_describe(client, validate_node_id(node_id))]
     except NeonAPIError as exc:
-        if exc.status == 404 and not is_unknown_route(exc):
+        if exc.not_found:
             return []
         raise
 
@@ -94,7 +135,7 @@ def tenant_or_none(client, tenant_id: str) -> dict | None:
     try:
         return tenant_describe(client, validate_tenant_id(tenant_id))
     except NeonAPIError as exc:
-        if exc.status == 404 and not is_unknown_route(exc):
+        if exc.not_found:
             return None
         raise
 

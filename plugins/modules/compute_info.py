@@ -31,6 +31,8 @@ options:
   api_url:
     description:
       - Base URL of compute_ctl's external HTTP API, for example V(http://compute-1.internal:3080).
+      - Checked before any request like every O(api_url) (C(http) or C(https), no user information, query or
+        fragment, no whitespace, an ASCII host name with parts of 1 to 63 characters).
       - If not set, the value of the E(NEONOPS_API_URL) environment variable is used.
     type: str
     required: true
@@ -119,13 +121,13 @@ in_sync:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _compute
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
 )
 
 
@@ -164,7 +166,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     client = client_from_module(module, error_key="error")
     try:

@@ -38,12 +38,14 @@ options:
   api_url:
     description:
       - Base URL of compute_ctl's external HTTP API, for example V(http://compute-1.internal:3080).
+      - Checked before any request like every O(api_url) (C(http) or C(https), no user information, query or
+        fragment, no whitespace, an ASCII host name with parts of 1 to 63 characters).
       - If not set, the value of the E(NEONOPS_API_URL) environment variable is used.
     type: str
     required: true
   spec:
     description:
-      - The compute's current spec (ComputeSpec) as a dictionary.
+      - The compute's current spec (ComputeSpec) as a dictionary. At most 4 MiB as JSON.
       - Exactly one of O(spec) and O(spec_path) is required.
     type: dict
   spec_path:
@@ -60,7 +62,9 @@ options:
     required: true
     suboptions:
       node_id:
-        description: The pageserver's node id (recorded in the spec; compute_ctl does not dial it).
+        description:
+          - The pageserver's node id (recorded in the spec; compute_ctl does not dial it).
+          - From 0 to 18446744073709551615; a boolean is refused.
         type: int
       libpq_url:
         description: The pageserver's page service, V(postgres://user@host:port) or V(postgresql://user@host:port).
@@ -91,6 +95,7 @@ options:
         (C(jwks) with the keys compute_ctl accepts tokens from, optional C(tls)).
       - Defaults to the one in O(spec_path) when that file holds one. Required otherwise.
       - "For a compute that checks no tokens: V({\"jwks\": {\"keys\": []}})."
+      - At most 1 MiB as JSON.
     type: dict
   skip_pg_catalog_updates:
     description:
@@ -102,11 +107,13 @@ options:
     description: The compute's Postgres data directory. Its C(postgresql.conf) is read before and verified after.
     type: path
   wait_timeout:
-    description: Seconds to wait in total for a busy compute (HTTP 412) and for it to be C(running) again.
+    description:
+      - Seconds to wait in total for a busy compute (HTTP 412) and for it to be C(running) again.
+      - From 0 to 604800 (7 days).
     type: float
     default: 120
   poll_interval:
-    description: Seconds between retries and status polls.
+    description: Seconds between retries and status polls. From 0 to 3600.
     type: float
     default: 1
   apply:
@@ -221,13 +228,13 @@ import os
 import tempfile
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _compute
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
 )
 
 
@@ -477,16 +484,13 @@ class ComputePageserver:
 
 
 def main():
-    module = AnsibleModule(
+    module = neon_module(
         argument_spec=argument_spec(),
         required_one_of=[("spec", "spec_path")],
         required_if=[("apply", "spec_file", ("spec_path",))],
         mutually_exclusive=[("spec", "spec_path")],
         supports_check_mode=True,
     )
-    for option in ("wait_timeout", "poll_interval"):
-        if module.params[option] < 0:
-            module.fail_json(msg=f"{option}: must not be negative, got {module.params[option]!r}")
     ComputePageserver(module).run()
 
 

@@ -54,7 +54,6 @@ tenant_shard_id:
   sample: 1f359dd625e519a1a4e8d7509690f6fc
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId
@@ -62,12 +61,13 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
 
 def main():
-    module = AnsibleModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(tenant_shard_id={"type": "str", "required": True}),
         supports_check_mode=True,
     )
@@ -78,7 +78,9 @@ def main():
     try:
         ps.heatmap_upload(client, tsid)
     except NeonAPIError as exc:
-        reason = {404: "not attached on this pageserver", 503: "attached here but not Active"}.get(exc.status)
+        reason = "not attached on this pageserver" if exc.not_found else None
+        if exc.status == 503:
+            reason = "attached here but not Active"
         fail_api(module, exc, f"upload heatmap of {tsid}", reason=reason)
     module.exit_json(changed=True, tenant_shard_id=str(tsid))
 

@@ -85,18 +85,18 @@ tenants:
   sample: [{"id": "1f359dd625e519a1a4e8d7509690f6fc", "state": {"slug": "Active"}, "generation": 3}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
 )
 
 
 def main():
-    module = AnsibleModule(argument_spec=neon_argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=neon_argument_spec(), supports_check_mode=True)
     client = client_from_module(module)
     result = {"changed": False}
     steps = (

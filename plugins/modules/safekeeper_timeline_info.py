@@ -29,6 +29,8 @@ options:
     description:
       - Base URL of one safekeeper's HTTP API, for example V(http://sk-1.internal:7676).
       - Ignored when O(safekeeper_urls) is set. One of the two is required.
+      - Checked before any request like every O(api_url) (C(http) or C(https), no user information, query or
+        fragment, no whitespace, an ASCII host name with parts of 1 to 63 characters).
       - If not set, the value of the E(NEONOPS_API_URL) environment variable is used.
     type: str
     required: false
@@ -145,14 +147,15 @@ safekeepers:
       type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _safekeeper
-from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError, NeonClient
+from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_tenant_id, validate_timeline_id
 from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn, lsn_fields_as_int
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
+    client_for_url,
     client_from_module,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -166,22 +169,6 @@ def argument_spec():
     )
     spec["api_url"]["required"] = False  # safekeeper_urls can replace it
     return spec
-
-
-def _client_for(module, url, index):
-    params = module.params
-    try:
-        return NeonClient(
-            url,
-            token=params["api_token"],
-            validate_certs=params["validate_certs"],
-            ca_path=params["ca_path"],
-            timeout=params["timeout"],
-            retries=params["retries"],
-            warn=module.warn,
-        )
-    except ValueError as exc:
-        module.fail_json(msg=f"safekeeper_urls[{index}]: {exc}")
 
 
 def _max_lsn(entries, field):
@@ -213,7 +200,7 @@ def read_safekeeper(client, tenant_id, timeline_id) -> dict:
 
 
 def main():
-    module = AnsibleModule(
+    module = neon_module(
         argument_spec=argument_spec(),
         required_one_of=[("api_url", "safekeeper_urls")],
         supports_check_mode=True,
@@ -224,7 +211,10 @@ def main():
     if params["safekeeper_urls"] is not None:
         if not params["safekeeper_urls"]:
             module.fail_json(msg="safekeeper_urls: must list at least one safekeeper")
-        clients = [_client_for(module, url, index) for index, url in enumerate(params["safekeeper_urls"])]
+        clients = [
+            client_for_url(module, url, params["api_token"], f"safekeeper_urls[{index}]")
+            for index, url in enumerate(params["safekeeper_urls"])
+        ]
         seen = set()
         for index, client in enumerate(clients):
             # A safekeeper listed twice would count twice towards the majority.

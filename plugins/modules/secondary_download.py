@@ -40,10 +40,11 @@ options:
     description:
       - How long each download call waits on the pageserver before it answers with the progress so far (HTTP 202).
       - The HTTP read timeout of each call is raised to O(wait_ms) plus O(timeout).
+      - From 0 to 3600000.
     type: int
     default: 10000
   download_timeout:
-    description: Overall seconds to keep driving the download.
+    description: Overall seconds to keep driving the download. From 0 to 604800 (7 days).
     type: float
     default: 600
   require_complete:
@@ -102,7 +103,6 @@ snapshots:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId
@@ -110,6 +110,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -117,9 +118,8 @@ MAX_SNAPSHOTS = 50
 
 
 def is_complete(progress: dict) -> bool:
-    return bool(progress.get("heatmap_mtime")) and progress.get("layers_downloaded", 0) >= progress.get(
-        "layers_total", 0
-    )
+    downloaded, total = progress.get("layers_downloaded") or 0, progress.get("layers_total") or 0
+    return bool(progress.get("heatmap_mtime")) and downloaded >= total
 
 
 def add_snapshot(snapshots: list, snapshot: dict) -> None:
@@ -131,7 +131,7 @@ def add_snapshot(snapshots: list, snapshot: dict) -> None:
 
 
 def main():
-    module = AnsibleModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(
             tenant_shard_id={"type": "str", "required": True},
             wait_ms={"type": "int", "default": 10000},
@@ -142,8 +142,6 @@ def main():
     )
     p = module.params
     tsid = validate_or_fail(module, TenantShardId.parse, p["tenant_shard_id"], "tenant_shard_id")
-    if p["wait_ms"] < 0:
-        module.fail_json(msg=f"wait_ms: must not be negative (got {p['wait_ms']})")
     client = client_from_module(module)
     started = time.monotonic()
     deadline = started + p["download_timeout"]
@@ -152,7 +150,7 @@ def main():
     try:
         initial = ps.secondary_status(client, tsid)
     except NeonAPIError as exc:
-        fail_api(module, exc, f"read secondary status of {tsid}", reason=not_secondary if exc.status == 404 else None)
+        fail_api(module, exc, f"read secondary status of {tsid}", reason=not_secondary if exc.not_found else None)
     if module.check_mode:
         module.exit_json(
             changed=not is_complete(initial), progress=initial, complete=is_complete(initial), snapshots=[]
@@ -165,7 +163,7 @@ def main():
         try:
             status, progress = ps.secondary_download(client, tsid, wait_ms=p["wait_ms"], timeout=http_timeout)
         except NeonAPIError as exc:
-            reason = not_secondary if exc.status == 404 else None
+            reason = not_secondary if exc.not_found else None
             fail_api(module, exc, f"secondary download of {tsid}", reason=reason, snapshots=snapshots)
         add_snapshot(snapshots, {"elapsed": round(time.monotonic() - started, 3), "status": status, **progress})
         if status == 200 and not progress.get("heatmap_mtime"):

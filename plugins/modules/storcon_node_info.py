@@ -26,12 +26,15 @@ options:
   api_url:
     description:
       - Base URL of the storage controller's HTTP API, for example V(http://storcon.internal:1234).
+      - Checked before any request like every O(api_url) (C(http) or C(https), no user information, query or
+        fragment, no whitespace, an ASCII host name with parts of 1 to 63 characters).
       - If not set, the value of the E(NEONOPS_API_URL) environment variable is used.
     type: str
     required: true
   node_id:
     description:
       - The pageserver node id to describe. Without it, every registered node is returned, sorted by id.
+      - From 0 to 18446744073709551615 (a u64).
     type: int
 seealso:
   - module: neonops.storage.storcon_tenant_info
@@ -89,7 +92,6 @@ found:
   sample: true
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _storcon
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_node_id
@@ -97,6 +99,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -106,7 +109,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
     node_id = module.params["node_id"]
     if node_id is not None:
         node_id = validate_or_fail(module, validate_node_id, node_id, "node_id")

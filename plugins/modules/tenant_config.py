@@ -45,11 +45,13 @@ options:
         is removed.
       - Values of duration keys (C(gc_period), C(compaction_period), C(checkpoint_timeout), C(pitr_interval),
         C(heatmap_period), C(lsn_lease_length), ...) must be humantime strings (V(0s), V(20 s), V(1h),
-        V(1 hr), V(10 m), V(7days)); they are checked before anything is sent and compared by value.
+        V(1 hr), V(10 m), V(7days); ASCII digits, no surrounding spaces); they are checked before anything is sent
+        and compared by value.
+      - Keys are tenant config key names (lowercase letters, digits and C(_)). At most 64 KiB as JSON.
     type: dict
     default: {}
   remove:
-    description: Override keys to remove (back to the pageserver default).
+    description: Override keys to remove (back to the pageserver default). At most 1024.
     type: list
     elements: str
     default: []
@@ -123,7 +125,6 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._humantime import parse_duration
@@ -132,6 +133,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -178,7 +180,7 @@ def read_location(module, client, tsid):
     try:
         location = ps.location_config(client, tsid)
     except NeonAPIError as exc:
-        if exc.status == 404:
+        if exc.not_found:
             module.fail_json(msg=f"tenant shard {tsid} has no location on this pageserver ({exc.url})")
         fail_api(module, exc, f"read location config of {tsid}")
     if location is None:
@@ -187,7 +189,7 @@ def read_location(module, client, tsid):
 
 
 def main():
-    module = AnsibleModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(
             tenant_shard_id={"type": "str", "required": True},
             overrides={"type": "dict", "default": {}},
@@ -199,7 +201,7 @@ def main():
     )
     p = module.params
     tsid = validate_or_fail(module, TenantShardId.parse, p["tenant_shard_id"], "tenant_shard_id")
-    validate_or_fail(module, ps.validate_overrides, p["overrides"] or {}, "overrides")
+    validate_or_fail(module, ps.validate_overrides, p["overrides"] or {}, "overrides", "overrides")
     if "tenant_id" in (p["overrides"] or {}):
         module.fail_json(msg="overrides: 'tenant_id' is not a tenant-config key")
 

@@ -37,6 +37,8 @@ options:
   api_url:
     description:
       - Base URL of the storage controller's HTTP API, for example V(http://storcon.internal:1234).
+      - Checked before any request like every O(api_url) (C(http) or C(https), no user information, query or
+        fragment, no whitespace, an ASCII host name with parts of 1 to 63 characters).
       - If not set, the value of the E(NEONOPS_API_URL) environment variable is used.
     type: str
     required: true
@@ -48,6 +50,7 @@ options:
   node_id:
     description:
       - The pageserver node id the new generation is issued for.
+      - From 0 to 18446744073709551615 (a u64); a boolean is refused.
     type: int
     required: true
 attributes:
@@ -133,7 +136,6 @@ tenant_shard_id:
   sample: 1f359dd625e519a1a4e8d7509690f6fc-0004
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _storcon
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_node_id, validate_tenant_shard_id
@@ -141,6 +143,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -153,7 +156,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
     tsid = str(validate_or_fail(module, validate_tenant_shard_id, module.params["tenant_shard_id"], "tenant_shard_id"))
     node_id = validate_or_fail(module, validate_node_id, module.params["node_id"], "node_id")
     client = client_from_module(module)
@@ -162,7 +165,7 @@ def main():
     try:
         _storcon.node_describe(client, node_id)
     except NeonAPIError as exc:
-        if exc.status == 404:
+        if exc.not_found:
             module.fail_json(
                 msg=f"node_id: node {node_id} is not registered with the storage controller at {client.base_url}; "
                 "no generation issued",

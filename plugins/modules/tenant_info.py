@@ -14,7 +14,8 @@ description:
     (C(GET /v1/tenant/{tenant_shard_id}/timeline)) and its config overrides and effective config
     (C(GET /v1/tenant/{tenant_shard_id}/config)).
   - A Secondary location returns RV(location) with empty RV(tenant) and RV(timelines).
-  - A shard that has no slot on the pageserver returns RV(exists=false); this is not an error.
+  - A shard that has no slot on the pageserver returns RV(exists=false); this is not an error. Only the
+    pageserver's own 404 for the shard counts; a URL that answers 404 for the route itself fails the module.
 extends_documentation_fragment:
   - neonops.storage._connection
   - neonops.storage._attributes
@@ -102,7 +103,6 @@ config:
   sample: {"tenant_specific_overrides": {"gc_period": "0s"}, "effective_config": {"gc_period": "0s"}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId
@@ -110,12 +110,13 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
 
 def main():
-    module = AnsibleModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(tenant_shard_id={"type": "str", "required": True}),
         supports_check_mode=True,
     )
@@ -134,7 +135,7 @@ def main():
     try:
         location = ps.location_config(client, tsid)
     except NeonAPIError as exc:
-        if exc.status == 404:
+        if exc.not_found:  # the pageserver's own 404 for the shard, not a URL that serves something else
             module.exit_json(**result)
         fail_api(module, exc, f"read location config of {tsid}")
     result["exists"] = True

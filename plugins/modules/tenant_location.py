@@ -47,7 +47,8 @@ options:
         migration (no GC, deletions held); V(AttachedStale) is for the origin being moved away from (no GC,
         no compaction).
       - V(Secondary) keeps a warm copy without serving; V(Detached) removes the local slot (S3 is never touched).
-      - V(Detached) on a shard that has no slot here is unchanged.
+      - V(Detached) on a shard that has no slot here is unchanged (the pageserver's own 404 for the shard; a URL
+        that answers 404 for the route itself fails).
     type: str
     required: true
     choices: [AttachedSingle, AttachedMulti, AttachedStale, Secondary, Detached]
@@ -57,6 +58,7 @@ options:
       - Required for the C(Attached*) modes unless the slot is already attached, in which case the current
         generation is kept. Must be omitted for V(Secondary). Ignored for V(Detached).
       - A value lower than the slot's current generation is refused before sending.
+      - From 0 to 4294967295; a boolean is refused.
     type: int
   secondary_conf:
     description:
@@ -72,10 +74,12 @@ options:
   shard_number:
     description:
       - Shard number. Must equal the one in O(tenant_shard_id) (0 for an unsharded tenant); defaults to it.
+      - From 0 to 255.
     type: int
   shard_count:
     description:
       - Shard count (V(0) = unsharded). Must equal the one in O(tenant_shard_id); defaults to it.
+      - From 0 to 255.
     type: int
   shard_stripe_size:
     description:
@@ -84,6 +88,7 @@ options:
         pageserver persists it and a later shard split uses it, so prefer passing the value the origin reports).
         A new slot of a sharded tenant requires it, because a wrong stripe size breaks key placement.
       - A value different from an existing slot's is refused (the pageserver would only log it).
+      - From 0 to 4294967295.
     type: int
   tenant_conf:
     description:
@@ -92,7 +97,8 @@ options:
       - When omitted, the slot's current overrides are kept (so a suspension of GC or compaction is never
         dropped silently); a new slot gets none. Pass V({}) to clear all overrides.
       - Values of duration keys (C(gc_period), C(compaction_period), C(heatmap_period), ...) must be humantime
-        strings such as V(0s), V(20 s), V(1h), V(7days); they compare by value.
+        strings such as V(0s), V(20 s), V(1h), V(7days) (ASCII digits, no surrounding spaces); they compare by value.
+      - Keys are tenant config key names (lowercase letters, digits and C(_)). At most 64 KiB as JSON.
     type: dict
   flush_ms:
     description:
@@ -100,6 +106,7 @@ options:
         flushes layers and uploads within this many milliseconds; for any non-Detached mode it also forces a
         heatmap upload.
       - Only used when a change is sent. Keep it well below O(timeout).
+      - From 0 to 3600000.
     type: int
   lazy:
     description: Attach lazily (activation queued behind the warm-up limit). Sent as the C(lazy) query parameter.
@@ -114,6 +121,7 @@ options:
     description:
       - Seconds to wait for activation and to keep retrying on HTTP 409/503 (and for a slot that is being
         reconfigured by someone else to settle).
+      - From 0 to 604800 (7 days); checked, like every option, before the first request.
     type: float
     default: 120
 seealso:
@@ -182,7 +190,6 @@ diff:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId
@@ -190,10 +197,10 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
-U32_MAX = 0xFFFFFFFF
 BUSY_STATUSES = (409, 503)
 _ABSENT = object()
 
@@ -224,7 +231,7 @@ class LocationManager:
             try:
                 current = ps.location_config(self.client, self.tsid)
             except NeonAPIError as exc:
-                if exc.status == 404:
+                if exc.not_found:
                     return _ABSENT
                 fail_api(self.module, exc, f"read location config of {self.tsid}")
             if current is not None:
@@ -313,12 +320,13 @@ class LocationManager:
                 details = ps.tenant(self.client, self.tsid)
                 state = (details or {}).get("state") or {}
             except NeonAPIError as exc:
-                if exc.status not in (404, 409, 503):
+                if not (exc.not_found or exc.status in (409, 503)):
                     fail_api(self.module, exc, f"read state of {self.tsid} while waiting for it to become Active")
             if state and state.get("slug") == "Active":
                 return state
             if state and state.get("slug") == "Broken":
-                reason = (state.get("data") or {}).get("reason", "no reason given")
+                data = state.get("data")
+                reason = data.get("reason", "no reason given") if isinstance(data, dict) else data or "no reason given"
                 self.fail(f"tenant shard {self.tsid} is Broken after attaching: {reason}", tenant_state=state)
             if time.monotonic() >= self.deadline:
                 self.fail(
@@ -349,7 +357,7 @@ def _warm(secondary_conf) -> bool:
 
 
 def main():
-    module = AnsibleModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(
             tenant_shard_id={"type": "str", "required": True},
             mode={"type": "str", "required": True, "choices": list(ps.LOCATION_MODES)},
@@ -374,17 +382,11 @@ def main():
             module.fail_json(
                 msg=f"{field}: {p[field]} does not match tenant_shard_id {tsid} ({field} {getattr(tsid, field)})"
             )
-    if p["generation"] is not None:
-        if mode == "Secondary":
-            module.fail_json(msg=f"generation: must be omitted for mode Secondary (got {p['generation']})")
-        if not 0 <= p["generation"] <= U32_MAX:
-            module.fail_json(msg=f"generation: {p['generation']} is not a valid u32 generation")
+    # Numbers are bounded by neon_module() (generation u32, flush_ms, wait_timeout, ...) before this runs.
+    if p["generation"] is not None and mode == "Secondary":
+        module.fail_json(msg=f"generation: must be omitted for mode Secondary (got {p['generation']})")
     if p["secondary_conf"] is not None and mode != "Secondary":
         module.fail_json(msg=f"secondary_conf: only valid with mode Secondary (mode is {mode})")
-    if p["shard_stripe_size"] is not None and not 0 <= p["shard_stripe_size"] <= U32_MAX:
-        module.fail_json(msg=f"shard_stripe_size: {p['shard_stripe_size']} is not a valid stripe size")
-    if p["flush_ms"] is not None and p["flush_ms"] < 0:
-        module.fail_json(msg=f"flush_ms: must not be negative (got {p['flush_ms']})")
     if p["tenant_conf"] is not None:
         validate_or_fail(module, ps.validate_overrides, p["tenant_conf"], "tenant_conf")
 

@@ -11,7 +11,7 @@ version_added: 0.2.0
 description:
   - The C(neonops.storage.tenant_migration) role calls this module once per phase of the RFC 028 live migration
     (neondatabase/neon C(docs/rfcs/028-pageserver-migration.md)). Each call reads the fleet, acts and waits for
-    that phase, so a move costs a handful of module invocations instead of one per request.
+    that phase, so a move costs a handful of task invocations instead of one per request.
   - Use the role; this module is its engine and its options follow the role's variables. Every decision (each
     shard's stage, the lock, catch-up targets, the compute plan, the recovery) lives in unit-tested Python.
   - V(begin) resolves the nodes, takes the tenant's lock (C(<state_dir>/<tenant_id>.lock)), reads both
@@ -24,6 +24,8 @@ description:
   - The phases run on the Ansible controller (a controller-side action plugin runs the engine in the worker
     process, without starting a module), so every request goes from the controller and the lock and report files
     are the controller's.
+extends_documentation_fragment:
+  - neonops.storage._attributes
 attributes:
   check_mode:
     support: partial
@@ -249,7 +251,7 @@ seealso:
     description: docs/runbooks/migrate-tenant.md in the collection.
     link: https://github.com/neondatabase/neon/blob/main/docs/rfcs/028-pageserver-migration.md
 author:
-  - neonops.storage contributors
+  - neonops.storage maintainers (@neonops)
 """
 
 EXAMPLES = r"""

@@ -87,10 +87,12 @@ options:
       - A branch inherits its ancestor's version; the pageserver ignores this option for branches, and so does the
         comparison with an existing branch.
       - Ignored when O(state=absent).
+      - From 14 to 99; a boolean is refused.
     type: int
   wait_timeout:
     description:
       - Seconds to keep retrying a create answered with HTTP 429 or 503, and to wait for a deletion to finish.
+      - From 0 to 604800 (7 days).
     type: float
     default: 120
 notes:
@@ -161,7 +163,6 @@ diff:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_timeline_id
@@ -170,6 +171,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -212,7 +214,7 @@ class TimelineManager:
         try:
             return ps.timeline(self.client, self.tsid, self.timeline_id)
         except NeonAPIError as exc:
-            if exc.status == 404:
+            if exc.not_found:
                 return None
             fail_api(self.module, exc, f"read timeline {self.name}")
 
@@ -278,7 +280,7 @@ class TimelineManager:
         except NeonAPIError as exc:
             # 409: another deletion is running; 404: it finished meanwhile. Either way, wait for the 404.
             # Anything else fails; 412 (child branches, or the tenant is missing) with the server's message.
-            if exc.status not in (404, 409):
+            if not (exc.not_found or exc.status == 409):
                 fail_api(self.module, exc, f"delete timeline {self.name}")
         attempt = 0
         while True:
@@ -307,7 +309,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     tsid = validate_or_fail(module, TenantShardId.parse, p["tenant_shard_id"], "tenant_shard_id")
     timeline_id = validate_or_fail(module, validate_timeline_id, p["timeline_id"], "timeline_id")
@@ -326,10 +328,6 @@ def main():
                 msg=f"ancestor_start_lsn: {p['ancestor_start_lsn']!r} needs ancestor_timeline_id (a branch point "
                 "of which timeline?)"
             )
-    if p["pg_version"] is not None and p["pg_version"] <= 0:
-        module.fail_json(msg=f"pg_version: {p['pg_version']} is not a Postgres major version")
-    if p["wait_timeout"] < 0:
-        module.fail_json(msg=f"wait_timeout: must not be negative (got {p['wait_timeout']})")
 
     client = client_from_module(module)
     manager = TimelineManager(module, client, tsid, timeline_id, ancestor_id, ancestor_lsn)

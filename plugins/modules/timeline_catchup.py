@@ -56,11 +56,11 @@ options:
     type: list
     elements: str
   deadline:
-    description: Seconds to wait before failing.
+    description: Seconds to wait before failing. From 0 to 604800 (7 days).
     type: float
     default: 300
   poll_interval:
-    description: Seconds between polls of the destination.
+    description: Seconds between polls of the destination. From 0 to 3600.
     type: float
     default: 1.0
   ignore_missing:
@@ -128,7 +128,6 @@ elapsed:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils import _safekeeper as sk
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
@@ -139,6 +138,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
     fail_api,
     neon_argument_spec,
+    neon_module,
     validate_or_fail,
 )
 
@@ -172,9 +172,6 @@ class Catchup:
             for timeline_id, lsn in self.p["target_lsns"].items():
                 timeline_id = validate_or_fail(module, validate_timeline_id, timeline_id, "target_lsns", "target_lsns")
                 self.explicit[timeline_id] = validate_or_fail(module, Lsn.parse, lsn, f"target_lsns.{timeline_id}")
-        for field in ("deadline", "poll_interval"):
-            if self.p[field] < 0:
-                module.fail_json(msg=f"{field}: must not be negative (got {self.p[field]})")
         self.dest = client_from_module(module)
         self.source = None
         if self.p["source_api_url"] is not None:
@@ -191,7 +188,7 @@ class Catchup:
         except NeonAPIError as exc:
             if exc.status == 503:
                 return None
-            reason = "the shard is not attached on the destination pageserver" if exc.status == 404 else None
+            reason = "the shard is not attached on the destination pageserver" if exc.not_found else None
             fail_api(self.module, exc, f"read timelines of {self.tsid} on the destination", reason=reason)
 
     def targets(self) -> dict:
@@ -224,8 +221,11 @@ class Catchup:
                 status = sk.timeline_status(client, self.tsid.tenant_id, timeline_id)
             except NeonAPIError as exc:
                 errors.append(str(exc))
-                if exc.status != 404:
+                if not exc.not_found:
                     self.module.warn(f"safekeeper did not answer for timeline {timeline_id}: {exc}")
+                continue
+            if status.get("commit_lsn") is None:
+                errors.append(f"{client.base_url}: no commit_lsn for timeline {timeline_id}")
                 continue
             lsn = Lsn.parse(status["commit_lsn"])
             best = lsn if best is None else max(best, lsn)
@@ -242,7 +242,7 @@ def _text(targets: dict) -> dict:
 
 
 def main():
-    module = AnsibleModule(
+    module = neon_module(
         argument_spec=neon_argument_spec(
             tenant_shard_id={"type": "str", "required": True},
             target_lsns={"type": "dict"},

@@ -45,7 +45,10 @@ WORKLOAD = {"enabled": True, "write_rate": 20, "read_rate": 20, "keys": 100, "re
 
 
 def topology(tenants: list[dict], computes: list[dict]) -> dict:
-    return {**MIGRATION_TOPOLOGY, "tenants": tenants, "computes": computes}
+    # A seed of its own per fleet: tenant ids derive from it, and fleets that run at once (xdist workers) must not
+    # share ids, or a request that reaches another fleet's node (a killed node's port reused) would find a tenant.
+    seed = int.from_bytes(os.urandom(4), "big")
+    return {**MIGRATION_TOPOLOGY, "seed": seed, "tenants": tenants, "computes": computes}
 
 
 def plain_tenants(*names: str, on: str = "ps1") -> tuple[list[dict], list[dict]]:

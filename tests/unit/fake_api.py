@@ -2,8 +2,9 @@
 
 It is a real HTTP endpoint, so the whole client stack (session, headers, TLS settings, urllib3 retries)
 runs unmodified in unit tests. Register responses with ``add()``; several ``add()`` calls for the same
-route are served in order and the last one repeats. Anything unregistered gets the pageserver's own
-``404 {"msg": "page not found"}``.
+route are served in order and the last one repeats. Anything unregistered goes to ``fallback`` when it is
+set (a callable taking the RecordedRequest, returning a CannedResponse or ``(status, body)``), else gets the
+pageserver's own ``404 {"msg": "page not found"}``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class FakeAPI:
         self.requests: list[RecordedRequest] = []
         self.routes: list[Route] = []
         self.unmatched: list[RecordedRequest] = []
+        self.fallback = None  # callable(RecordedRequest) -> CannedResponse | (status, body), for unmatched requests
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -127,6 +129,10 @@ class FakeAPI:
                 if route.matches(request):
                     return route.next_response(request)
             self.unmatched.append(request)
+            fallback = self.fallback
+        if fallback is not None:
+            outcome = fallback(request)
+            return outcome if isinstance(outcome, CannedResponse) else CannedResponse(*outcome)
         return CannedResponse(404, {"msg": "page not found"})
 
     def _handler_class(self):

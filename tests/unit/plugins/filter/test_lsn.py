@@ -87,7 +87,7 @@ def test_lsn_format(value, expected):
     assert lsn_format(value) == expected
 
 
-@pytest.mark.parametrize("bad", [-5, 1 << 64, "abc", 1.5, None])
+@pytest.mark.parametrize("bad", [-5, 1 << 64, "abc", 1.5, None, "\u0661\u0662"])
 def test_lsn_format_rejects_bad_input_naming_the_value(bad):
     with pytest.raises(AnsibleFilterError) as info:
         lsn_format(bad)

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError, NeonClient
+from ansible_collections.neonops.storage.plugins.module_utils._client import (
+    NeonAPIError,
+    NeonClient,
+    UnexpectedResponse,
+)
 from ansible_collections.neonops.storage.tests.unit.conftest import SECRET_TOKEN
 
 
@@ -161,9 +165,11 @@ def test_bad_base_url_is_rejected_before_any_request(url):
         NeonClient(url)
 
 
-def test_tls_settings_are_on_the_session():
+def test_tls_settings_are_on_the_session(tmp_path):
+    ca_path = tmp_path / "ca.pem"
+    ca_path.write_text("")
     assert NeonClient("https://h:1").session.verify is True
-    assert NeonClient("https://h:1", ca_path="/etc/ca.pem").session.verify == "/etc/ca.pem"
+    assert NeonClient("https://h:1", ca_path=str(ca_path)).session.verify == str(ca_path)
     assert NeonClient("https://h:1", validate_certs=False, ca_path="/etc/ca.pem").session.verify is False
 
 
@@ -186,3 +192,138 @@ def test_base_url_trailing_slash(fake_api):
     fake_api.add("GET", "/v1/status", {"id": 1})
     NeonClient(fake_api.url + "/").get("v1/status")
     assert fake_api.requests[0].path == "/v1/status"
+
+
+# ---- issue 9: hostile settings and servers that are not what they claim ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://" + "a" * 64 + ".example:9898", "1 to 63 characters"),  # was an unhandled LocationParseError
+        ("http://" + ("a" * 60 + ".") * 5 + "example", "longer than 253"),
+        ("http://h:9898\n", "whitespace or control"),
+        ("http://h :9898", "whitespace or control"),
+        ("http://h\u200b:9898", "whitespace or control"),
+        ("http://\u043f\u0441.example", "ASCII"),
+        ("http://h:0", "bad port"),
+        ("http://h:", "bad port"),
+        ("http://h/?", "query or fragment"),
+        ("http://[::g]:1", "IPv6"),
+        ("http://a..b:1", "1 to 63 characters"),
+        ("http://" + "a" * 3000, "longer than 2048"),
+    ],
+)
+def test_hostile_base_urls_are_refused_with_the_reason(url, problem):
+    with pytest.raises(ValueError, match="invalid API URL") as info:
+        NeonClient(url)
+    assert problem in str(info.value)
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("url", ["http://admin:s3cr3t@h:9898", "https://tok3n@h", "http://u:p%40ss@h:1/x"])
+def test_user_information_is_refused_and_never_shown(url):
+    with pytest.raises(ValueError, match="user information") as info:
+        NeonClient(url)
+    assert "s3cr3t" not in str(info.value) and "tok3n" not in str(info.value) and "p%40ss" not in str(info.value)
+    assert "********@" in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["http://ps-1.internal:9898", "https://10.0.0.1", "http://[::1]:9898/", "http://h_1:1"])
+def test_ordinary_base_urls_pass(url):
+    assert NeonClient(url).base_url == url.rstrip("/")
+
+
+def test_a_missing_ca_path_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"^ca_path: '/nonexistent/ca.pem' does not exist"):
+        NeonClient("https://h:1", ca_path="/nonexistent/ca.pem")
+    NeonClient("https://h:1", validate_certs=False, ca_path="/nonexistent/ca.pem")  # not used, not checked
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 1e10, 0, -1, True, "5"])
+def test_timeout_must_be_finite_and_bounded(timeout):
+    with pytest.raises(ValueError, match="^timeout: "):
+        NeonClient("http://h:1", timeout=timeout)
+
+
+@pytest.mark.parametrize("retries", [-1, 1 << 100, True, 1.5])
+def test_retries_are_bounded(retries):
+    with pytest.raises(ValueError, match="^retries: "):
+        NeonClient("http://h:1", retries=retries)
+
+
+@pytest.mark.parametrize(
+    ("body", "returns", "problem"),
+    [
+        ({"text": "<html>hi</html>"}, None, "the response is not JSON: '<html>hi</html>'"),
+        ({"text": "x" * 100_000}, None, "(100000 characters)"),
+        ({"body": [1]}, dict, "expected a JSON object in the response, got a JSON array: [1]"),
+        ({"body": None}, list, "expected a JSON array in the response, got null or no body"),
+        ({"body": "ok"}, (dict, type(None)), "expected a JSON object or null or no body"),
+    ],
+)
+def test_a_body_that_is_not_the_routes_json_is_an_error(fake_api, body, returns, problem):
+    fake_api.add("GET", "/v1/status", **body)
+    with pytest.raises(UnexpectedResponse) as info:
+        make_client(fake_api).get("/v1/status", returns=returns)
+    assert info.value.status == 200 and problem in info.value.message
+    assert "is this the right URL for the service?" in info.value.message
+    assert len(info.value.message) < 400
+
+
+def test_a_check_function_can_refuse_a_body(fake_api):
+    fake_api.add("GET", "/v1/status", {"id": "seven"})
+    client = make_client(fake_api)
+    with pytest.raises(UnexpectedResponse, match="id: not a number"):
+        client.get("/v1/status", returns=dict, check=lambda data: "id: not a number")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "not_found"),
+    [
+        (404, {"msg": f"NotFound: tenant {'a' * 32}"}, True),
+        (404, {"msg": "NotFound: Tenant shard not found"}, True),
+        (404, {"msg": "NotFound: Timeline a/b was not found"}, True),
+        (404, {"msg": "NotFound: Node 7 not registered"}, True),
+        (404, {"msg": "Shard x not found"}, True),
+        (404, {"msg": "page not found"}, False),  # the router: no such route
+        (404, {"detail": "Not Found"}, False),  # some other JSON API
+        (404, {"msg": "Not Found"}, False),
+        (404, {"msg": "tenant"}, True),
+        (404, "<html>404 Not Found: tenant</html>", False),  # an HTML page, even one naming a tenant
+        (404, None, False),
+        (409, {"msg": "Conflict: tenant busy"}, False),
+    ],
+)
+def test_upstream_not_found_is_told_from_an_unknown_route(status, body, not_found):
+    message = body.get("msg", "") if isinstance(body, dict) else str(body)
+    exc = NeonAPIError("GET", "http://h/x", status, message, body)
+    assert exc.not_found is not_found
+    assert exc.unknown_route is (status == 404 and not not_found)
+
+
+def test_accepted_mutations_are_recorded(fake_api):
+    fake_api.add("PUT", "/v1/a", None)
+    fake_api.add("POST", "/v1/b", {"msg": "Conflict"}, 409)
+    fake_api.add("POST", "/debug/v1/inspect", {"attachment": None})
+    fake_api.add("GET", "/v1/c", {})
+    client = make_client(fake_api, retries=0)
+    client.put("/v1/a", json={})
+    with pytest.raises(NeonAPIError):
+        client.post("/v1/b")
+    client.post("/debug/v1/inspect", json={}, mutating=False)
+    client.get("/v1/c")
+    assert client.mutations == [f"PUT {fake_api.url}/v1/a"]
+
+
+def test_non_finite_numbers_are_never_sent(fake_api):
+    with pytest.raises(ValueError):
+        make_client(fake_api).put("/v1/tenant/config", json={"checkpoint_distance": float("nan")})
+    assert fake_api.requests == []
+
+
+def test_a_huge_server_message_is_cut(fake_api):
+    fake_api.add("GET", "/v1/status", {"msg": "m" * 1_000_000}, 400)
+    with pytest.raises(NeonAPIError) as info:
+        make_client(fake_api).get("/v1/status")
+    assert len(info.value.message) < 1100 and "(1000000 characters)" in info.value.message

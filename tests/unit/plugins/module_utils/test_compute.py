@@ -46,6 +46,11 @@ def test_valid_libpq_urls(url):
         "http://u@host:64000",
         "postgres://u@host:64000,postgres://u@h2:1",
         "postgres://u@host:64000/db?x=1",
+        "postgres://u@host:64000\n",  # "$" with re.match would take this
+        "postgres://u@host:64000/\n",
+        "postgres://u@" + "a" * 64 + ":5432",  # a host name label is at most 63 characters
+        "postgres://u@h\u200bost:5432",
+        "postgres://\u0661@host:5432",
         None,
         42,
     ],
@@ -54,7 +59,28 @@ def test_invalid_libpq_urls_name_the_field_and_value(url):
     with pytest.raises(ValueError) as info:
         _compute.validate_libpq_url(url, "pageservers[3].libpq_url")
     assert str(info.value).startswith("pageservers[3].libpq_url: ")
-    assert repr(url) in str(info.value)
+    assert repr(url).replace(":secret@", ":********@") in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+def test_invalid_url_message_is_cut():
+    with pytest.raises(ValueError) as info:
+        _compute.validate_libpq_url("postgres://u@h:1" + "/" * 10_000_000)
+    assert len(str(info.value)) < 300 and "10000016 characters" in str(info.value)
+
+
+def test_stripe_size_from_files_takes_ascii_digits_only():
+    settings = _compute.parse_postgresql_conf("neon.pageserver_connstring='a'\nneon.stripe_size = \u0662\u0660\n")
+    assert _compute.conf_connection(settings)["stripe_size"] is None
+    assert _compute.conf_connection(_compute.parse_postgresql_conf("neon.stripe_size = 20\n"))["stripe_size"] == 20
+
+
+@pytest.mark.parametrize("body", [{"status": 5}, {}, [], "running"])
+def test_status_answer_that_is_not_a_compute_status_is_refused(fake_api, client, body):
+    fake_api.add("GET", "/status", body)
+    with pytest.raises(NeonAPIError) as info:
+        _compute.status(client)
+    assert info.value.status == 200 and "is this the right URL" in info.value.message
 
 
 def test_grpc_url():

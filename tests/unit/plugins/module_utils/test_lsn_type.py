@@ -20,7 +20,8 @@ def test_parse(text, value):
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "0", "0/", "/1", "0/G", "1/2/3", "100000000/0", "0/100000000", -1, 1 << 64, True, None, 1.5]
+    "bad",
+    ["", "0", "0/", "/1", "0/G", "1/2/3", "100000000/0", "0/100000000", -1, 1 << 64, True, None, 1.5, "\u0660/\u0661"],
 )
 def test_parse_rejects_and_names_the_value(bad):
     with pytest.raises(ValueError) as info:

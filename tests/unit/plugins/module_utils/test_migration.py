@@ -391,3 +391,9 @@ def test_figures_count_prewarm_and_catchup_as_waiting():
 
 def test_lsn_texts():
     assert m.lsn_texts({"a": {"t": 0x100000010}}) == {"a": {"t": "1/10"}}
+
+
+def test_a_url_that_answers_as_another_node_is_refused():
+    assert m.identity_refusal(NODES[0], 1, "source") is None
+    assert m.identity_refusal(NODES[0], None, "source") is None  # unreachable: decided elsewhere
+    assert "answers as node 7" in m.identity_refusal(NODES[0], 7, "source")

@@ -34,6 +34,7 @@ class Fleet:
         self.nodes = {1: "Active", 2: "Active"}
         self.commit_lsn = 0x1000
         self.heatmap_late = 0
+        self.die_after = {}
 
     @staticmethod
     def loc(mode, generation=None, conf=None):
@@ -60,9 +61,14 @@ class FakeClient:
     def __init__(self, fleet, service):
         self.fleet, self.service, self.base_url = fleet, service, f"http://{service}"
 
-    def request(self, method, path, params=None, json=None, expected=(200,), timeout=None):
+    def request(self, method, path, params=None, json=None, expected=(200,), timeout=None, **_checks):
+        # _checks: returns/check/mutating of the real client's request(), which this fake does not need
         f = self.fleet
         f.log.append((self.service, method, path, json))
+        if self.service in f.die_after:  # answers this many more requests, then is gone
+            f.die_after[self.service] -= 1
+            if f.die_after[self.service] < 0:
+                f.down.add(self.service)
         if self.service in f.down:
             raise NeonAPIError(method, self.base_url + path, None, "ConnectionError: refused")
         handler = getattr(self, self.service.rstrip("0123456789"))
@@ -394,3 +400,20 @@ def test_prewarm_waits_for_a_heatmap_that_has_not_landed_yet(fleet, params):
     run_phases(fleet, p, ["suspend", "prewarm"])
     downloads = [e for e in fleet.log if e[2].endswith("/secondary/download")]
     assert len(downloads) == 4
+
+
+def test_a_source_that_dies_during_the_rollback_is_failed_over_instead(fleet, params):
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm", "stale", "attach"])
+    fleet.commit_lsn = 0x9000
+    fleet.timelines["ps2"][T][TL] = 0x10
+    with pytest.raises(MigrationError, match="catch-up"):
+        MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None).step("catchup")
+    fleet.die_after["ps1"] = 2  # answers the recovery's check (status, locations), then dies
+
+    result = MigrationRun({**p, "error": "x"}, fleet.client, warn=lambda _: None, sleep=lambda _: None).step("recover")
+
+    assert result["recovery"] == "failover" and result["outcome"] == "failover"
+    assert fleet.generation[T][1] == 2  # the latest generation is the destination's
+    assert fleet.locations["ps2"][T]["mode"] == "AttachedSingle"
+    assert fleet.locations["ps2"][T]["tenant_conf"] == ORIGINAL

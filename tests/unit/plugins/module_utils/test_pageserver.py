@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
-from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError, NeonClient
+from ansible_collections.neonops.storage.plugins.module_utils._client import (
+    NeonAPIError,
+    NeonClient,
+    UnexpectedResponse,
+)
 from ansible_collections.neonops.storage.tests.unit.conftest import TENANT_ID, TIMELINE_ID
 from ansible_collections.neonops.storage.tests.unit.pageserver_canned import location, progress
 
@@ -88,3 +92,65 @@ def test_absent_location_is_a_404_error(fake_api, client):
 )
 def test_overrides_equal(a, b, equal):
     assert ps.overrides_equal(a, b) is equal
+
+
+@pytest.mark.parametrize(
+    ("call", "method", "path", "body", "problem"),
+    [
+        (lambda c: ps.location_config(c, TENANT_ID), "GET", f"/v1/location_config/{TENANT_ID}", {}, "mode"),
+        (
+            lambda c: ps.location_config(c, TENANT_ID),
+            "GET",
+            f"/v1/location_config/{TENANT_ID}",
+            {**location(), "tenant_conf": "x"},
+            "tenant_conf",
+        ),
+        (ps.location_configs, "GET", "/v1/location_config", {"tenant_shards": {}}, "tenant_shards"),
+        (ps.location_configs, "GET", "/v1/location_config", {"tenant_shards": [[1]]}, "pairs"),
+        (ps.tenants, "GET", "/v1/tenant", {"id": 1}, "JSON array"),
+        (lambda c: ps.tenant(c, TENANT_ID), "GET", f"/v1/tenant/{TENANT_ID}", {"state": "Active"}, "state"),
+        (lambda c: ps.timelines(c, TENANT_ID), "GET", f"/v1/tenant/{TENANT_ID}/timeline", [{"x": 1}], "timeline_id"),
+        (
+            lambda c: ps.timelines(c, TENANT_ID),
+            "GET",
+            f"/v1/tenant/{TENANT_ID}/timeline",
+            [{"timeline_id": TIMELINE_ID}],
+            "no last_record_lsn",
+        ),
+        (
+            lambda c: ps.timeline(c, TENANT_ID, TIMELINE_ID),
+            "GET",
+            f"/v1/tenant/{TENANT_ID}/timeline/{TIMELINE_ID}",
+            {"timeline_id": TIMELINE_ID, "last_record_lsn": "nonsense"},
+            "last_record_lsn",
+        ),
+        (
+            lambda c: ps.secondary_status(c, TENANT_ID),
+            "GET",
+            f"/v1/tenant/{TENANT_ID}/secondary/status",
+            {"layers_total": "3"},
+            "layers_total",
+        ),
+        (lambda c: ps.heatmap_upload(c, TENANT_ID), "POST", f"/v1/tenant/{TENANT_ID}/heatmap_upload", {}, "null"),
+    ],
+)
+def test_answers_that_are_not_the_routes_json_are_refused(fake_api, client, call, method, path, body, problem):
+    fake_api.add(method, path, body)
+    with pytest.raises(UnexpectedResponse) as info:
+        call(client)
+    assert info.value.status == 200 and problem in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gc\x00period": "1h"}, "tenant_conf: 'gc\\x00period' is not a tenant config key"),
+        ({"GcPeriod": "1h"}, "tenant_conf: 'GcPeriod' is not a tenant config key"),
+        ({"gc_period": "\u0661h"}, "tenant_conf.gc_period: invalid duration"),
+        ([], "tenant_conf: expected a dict"),
+    ],
+)
+def test_validate_overrides(overrides, message):
+    with pytest.raises(ValueError) as info:
+        ps.validate_overrides(overrides)
+    assert str(info.value).startswith(message)

@@ -64,3 +64,39 @@ def test_path_parameters_stay_one_segment(fake_api, client):
     with pytest.raises(NeonAPIError):
         _storcon.tenant_describe(client, "../node")
     assert fake_api.requests[0].path == "/control/v1/tenant/..%2Fnode"
+
+
+@pytest.mark.parametrize(
+    ("answer", "found"),
+    [
+        (({"msg": f"NotFound: Tenant {TENANT_ID} not found"}, 404), None),
+        (({"msg": "page not found"}, 404), "raise"),
+        (({"detail": "Not Found"}, 404), "raise"),
+        ((None, 404), "raise"),
+    ],
+)
+def test_tenant_or_none_tells_an_unknown_tenant_from_a_wrong_url(fake_api, client, answer, found):
+    body, status = answer
+    fake_api.add("GET", f"/control/v1/tenant/{TENANT_ID}", body, status)
+    if found == "raise":
+        with pytest.raises(NeonAPIError) as info:
+            _storcon.tenant_or_none(client, TENANT_ID)
+        assert _storcon.failure_reason(info.value) == "the URL does not serve the storage controller API"
+    else:
+        assert _storcon.tenant_or_none(client, TENANT_ID) is found
+
+
+@pytest.mark.parametrize(
+    ("call", "method", "path", "body"),
+    [
+        (lambda c: _storcon.attach_hook(c, TSID, 1), "POST", "/debug/v1/attach-hook", {"gen": "7"}),
+        (lambda c: _storcon.inspect(c, TSID), "POST", "/debug/v1/inspect", {"attachment": [1]}),
+        (_storcon.node_list, "GET", "/control/v1/node", [1, 2]),
+        (lambda c: _storcon.tenant_describe(c, TENANT_ID), "GET", f"/control/v1/tenant/{TENANT_ID}", {"shards": [1]}),
+    ],
+)
+def test_answers_that_are_not_the_routes_json_are_refused(fake_api, client, call, method, path, body):
+    fake_api.add(method, path, body)
+    with pytest.raises(NeonAPIError) as info:
+        call(client)
+    assert info.value.status == 200 and "is this the right URL" in info.value.message

@@ -134,8 +134,8 @@ def test_api_error_names_the_attempt_and_hides_token(fake_api, run_module):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"overrides": {"gc_period": "whenever"}}, "tenant_conf.gc_period: invalid duration 'whenever'"),
-        ({"overrides": {"pitr_interval": 5}}, "tenant_conf.pitr_interval: invalid duration 5"),
+        ({"overrides": {"gc_period": "whenever"}}, "overrides.gc_period: invalid duration 'whenever'"),
+        ({"overrides": {"pitr_interval": 5}}, "overrides.pitr_interval: invalid duration 5"),
         ({"tenant_shard_id": TENANT_ID + "-zz"}, "tenant_shard_id: invalid tenant shard id"),
         ({"overrides": {"tenant_id": TENANT_ID}}, "overrides: 'tenant_id' is not a tenant-config key"),
     ],

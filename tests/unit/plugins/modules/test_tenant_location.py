@@ -173,7 +173,9 @@ def test_broken_tenant_fails_with_the_reason(fake_api, run_module):
     fake_api.add("GET", TENANT, tenant_details(slug="Broken", data={"reason": "index_part.json not found"}))
     run = run_module(tenant_location, args(fake_api, mode="AttachedSingle", generation=1))
     assert run.failed
-    assert run["msg"] == f"tenant shard {TENANT_ID} is Broken after attaching: index_part.json not found"
+    assert run["msg"].startswith(f"tenant shard {TENANT_ID} is Broken after attaching: index_part.json not found")
+    # The PUT was accepted: the failure still reports the change.
+    assert run.changed and f"after the server accepted PUT {fake_api.url}{PUT}" in run["msg"]
     assert SECRET_TOKEN not in run.raw
 
 
@@ -237,7 +239,7 @@ def test_in_progress_slot_waits_until_settled(fake_api, run_module):
     [
         ({"tenant_conf": {"gc_period": "soon"}}, "tenant_conf.gc_period: invalid duration 'soon'"),
         ({"shard_count": 4}, "shard_count: 4 does not match tenant_shard_id"),
-        ({"generation": -1}, "generation: -1 is not a valid u32 generation"),
+        ({"generation": -1}, "generation: must be an integer from 0 to 4294967295, got -1"),
         ({"secondary_conf": {"warm": True}}, "secondary_conf: only valid with mode Secondary"),
         ({"tenant_shard_id": "nope"}, "tenant_shard_id: invalid tenant shard id 'nope'"),
         ({"api_url": "localhost:9898"}, "api_url: invalid API URL 'localhost:9898'"),

@@ -279,7 +279,7 @@ def test_check_mode_delete_sends_nothing(fake_api, run_module):
             {"ancestor_start_lsn": "0/1", "ancestor_timeline_id": None},
             "ancestor_start_lsn: '0/1' needs ancestor_timeline_id",
         ),
-        ({"pg_version": 0}, "pg_version: 0"),
+        ({"pg_version": 0}, "pg_version: must be an integer from 14 to 99, got 0"),
         ({"api_url": "ftp://ps"}, "api_url"),
     ],
 )
