@@ -95,6 +95,7 @@ class Pageserver(PageserverCore):
         r.add_post("/sim/tenant/{tenant_shard_id}/evict", self.sim_evict)
         r.add_post("/sim/tenant/{tenant_shard_id}/synthetic", self.sim_synthetic)
         r.add_get("/sim/pageserver", self.sim_stats)
+        r.add_get("/sim/background", self.sim_background)
         r.add_post("/sim/walreceiver", self.sim_walreceiver)
         self.pg = ctx.make_pg_app()
         self.pg.router.add_get("/sim/page", self.page)
@@ -144,6 +145,16 @@ class Pageserver(PageserverCore):
                 "location_history": self.location_history,
             }
         )
+
+    async def sim_background(self, request):
+        """The periodic gc and compaction iterations started, oldest first (`tenant_shard_id`, `since` filter)."""
+        tsid = request.query.get("tenant_shard_id")
+        try:
+            since = float(request.query.get("since") or 0)
+        except ValueError:
+            raise ApiError(400, f"invalid since: {request.query['since']!r}") from None
+        iterations = [e for e in self.background_history if e["ts"] >= since and tsid in (None, e["tenant_shard_id"])]
+        return json_response({"iterations": iterations})
 
     async def deletion_flush(self, request):
         self.require_ready()
@@ -211,12 +222,11 @@ class Pageserver(PageserverCore):
         except ValueError:
             raise ApiError(400, f"Failed to parse flush_ms: {request.query['flush_ms']}") from None
         lazy = bool_query(request, "lazy")
+        # upsert_location applies the change before its first await (the slot takes the new config, or is marked
+        # InProgress and stops its background work), so this instant is when the change took effect.
+        applied_at = time.time()
         result = await self.upsert_location(shard_id, conf, flush_ms, lazy)
-        self.location_history.append(
-            {"ts": round(time.time(), 6), "tenant_shard_id": str(shard_id), "mode": conf.get("mode"),
-             "generation": conf.get("generation")}
-        )  # fmt: skip
-        del self.location_history[:-10000]
+        self.record_location(applied_at, shard_id, conf)
         return json_response(result)
 
     async def location_list(self, request):

@@ -33,6 +33,7 @@ SHUTDOWN_FLUSH_S = 5.0
 WARMUP_CONCURRENCY = 4
 MAX_SHARD_COUNT = 2500
 CONFIG_FILE = "config-v1.json"
+HISTORY_LIMIT = 10000  # entries kept per sim-only history
 
 
 class _InProgress:
@@ -81,9 +82,26 @@ class PageserverCore(Node):
         self.stats: Counter = Counter()
         # Sim-only record of accepted location changes (GET /sim/pageserver), so tests can order runbook steps.
         self.location_history: list[dict] = []
+        # Sim-only record of the periodic gc and compaction iterations started per tenant shard (GET /sim/background).
+        self.background_history: list[dict] = []
         self._tasks: set[asyncio.Task] = set()
         self._utilization: tuple[float, dict] | None = None
         self._deleting_tenants: set[str] = set()
+
+    # ---- sim-only records ---------------------------------------------------------------------------------
+    def record_location(self, ts: float, shard_id: TenantShardId, conf: dict) -> None:
+        self.location_history.append(
+            {"ts": round(ts, 6), "tenant_shard_id": str(shard_id), "mode": conf.get("mode"),
+             "generation": conf.get("generation"), "tenant_conf": dict(conf.get("tenant_conf") or {})}
+        )  # fmt: skip
+        del self.location_history[:-HISTORY_LIMIT]
+
+    def record_background(self, tenant: TenantShard, job: str) -> None:
+        self.background_history.append(
+            {"ts": round(time.time(), 6), "tenant_shard_id": tenant.tsid, "job": job, "mode": tenant.mode,
+             "generation": tenant.generation}
+        )  # fmt: skip
+        del self.background_history[:-HISTORY_LIMIT]
 
     # ---- task and file helpers -----------------------------------------------------------------------
     def spawn(self, coro, name: str) -> asyncio.Task:

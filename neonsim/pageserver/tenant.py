@@ -270,10 +270,13 @@ class TenantShard:
         if self.synthetic:
             return
         jobs = []
+        # Compaction runs in AttachedSingle and AttachedMulti, GC only in AttachedSingle (mode table §1.3). Each
+        # iteration started is recorded (sim-only, GET /sim/background).
         compaction_period = self.conf_duration("compaction_period")
         if self.mode != "AttachedStale" and compaction_period > 0 and now - self.last_compaction >= compaction_period:
             self.last_compaction = now
             jobs.append(self.compact_all)
+            self.node.record_background(self, "compaction")
         gc_period = self.conf_duration("gc_period")
         if (
             self.mode == "AttachedSingle"
@@ -285,6 +288,7 @@ class TenantShard:
         ):
             self.last_gc = now
             jobs.append(self.gc_all)
+            self.node.record_background(self, "gc")
         heatmap_period = self.conf_duration("heatmap_period")
         if self.mode != "AttachedStale" and heatmap_period > 0 and now - self.last_heatmap >= heatmap_period:
             self.last_heatmap = now

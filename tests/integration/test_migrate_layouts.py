@@ -3,6 +3,7 @@ generation), and a tenant with branches and two computes where a branch is creat
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ from migration_harness import (
     WORKLOAD,
     Background,
     compute_connstring,
+    compute_switched_at,
     locations,
     pause_workloads,
     shard_ids,
@@ -74,6 +76,7 @@ def test_branches_two_computes_and_a_branch_created_mid_move(fleet, report_dir):
         t["timeline_id"] for t in fleet.fleet["tenants"][1]["timelines"] if t["ancestor_timeline_id"] is None
     )
     new_branch = uuid.uuid4().hex
+    started = time.time()
     # Hold the destination's catch-up (its timeline listing) so the branch lands while both are attached.
     fleet.fault("ps2", routes=r"^/v1/tenant/[^/]+/timeline$", freeze=True)
     try:
@@ -95,6 +98,20 @@ def test_branches_two_computes_and_a_branch_created_mid_move(fleet, report_dir):
     assert new_branch in on_a and on_a <= set(on_b)
     assert on_b[new_branch]["ancestor_timeline_id"] == main_tl
     assert [t["timeline_id"] for t in result.report["recreated_timelines"]] == [new_branch]
+    # The branch was on the destination before any compute read from it: synced before cutover, not only at
+    # finalize. Times from neonsim's request log and the computes' own records.
+    created_on_b = [
+        r["ts"]
+        for r in fleet.request_log("ps2")
+        if r["ts"] >= started
+        and r["method"] == "POST"
+        and r["path"] == f"/v1/tenant/{tid}/timeline"
+        and r["status"] in (200, 201)
+    ]
+    first_switch = min(compute_switched_at(fleet, c, "ps2", since=started) for c in ("c-main", "c-child"))
+    assert created_on_b and created_on_b[0] < first_switch, (
+        f"branch {new_branch} created on ps2 at {created_on_b}, after the first compute switched at {first_switch}"
+    )
     ps2 = f"postgres://no_user@127.0.0.1:{fleet.entry('ps2')['pg_port']}"
     for compute in ("c-main", "c-child"):
         assert compute_connstring(fleet, compute) == ps2

@@ -172,6 +172,32 @@ def test_stale_stops_validation_of_remote_consistent_lsn(h):
     assert after["remote_consistent_lsn_visible"] == before["remote_consistent_lsn_visible"]
 
 
+def test_background_iterations_follow_the_config_and_the_mode(h):
+    """GET /sim/background records each gc and compaction iteration started; location_history carries the
+    accepted tenant_conf. Suspended periods (0s) start none; AttachedMulti compacts but does not gc."""
+    busy = {"gc_period": "1s", "compaction_period": "1s"}
+    suspended = {**busy, "gc_period": "0s", "compaction_period": "0s"}
+    tenant, _timeline, gen = h.create_tenant("ps1", busy)
+
+    def jobs(since=0.0):
+        body = h.get("ps1", "/sim/background", params={"tenant_shard_id": tenant, "since": since})
+        return {e["job"] for e in body["iterations"]}
+
+    wait_until(lambda: jobs() == {"gc", "compaction"})
+    h.location("ps1", tenant, "AttachedSingle", gen, suspended)
+    applied = [e for e in h.stats("ps1")["location_history"] if e["tenant_shard_id"] == tenant][-1]
+    assert applied["tenant_conf"] == suspended and applied["mode"] == "AttachedSingle"
+    time.sleep(2.5)
+    assert jobs(since=applied["ts"]) == set()
+
+    h.location("ps1", tenant, "AttachedMulti", gen, busy)
+    multi_at = [e for e in h.stats("ps1")["location_history"] if e["tenant_shard_id"] == tenant][-1]["ts"]
+    wait_until(lambda: jobs(since=multi_at) == {"compaction"})
+    time.sleep(1.5)
+    iterations = h.get("ps1", "/sim/background", params={"tenant_shard_id": tenant, "since": multi_at})["iterations"]
+    assert {(e["job"], e["mode"], e["generation"]) for e in iterations} == {("compaction", "AttachedMulti", gen)}
+
+
 # ---- secondaries and heatmaps ------------------------------------------------------------------------------------
 
 
