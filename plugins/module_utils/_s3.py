@@ -76,7 +76,9 @@ def validate_prefix(value, field: str = "prefix_in_bucket") -> str:
         if segment in ("", ".", ".."):
             raise ValueError(f"{field}: invalid prefix {value!r}: empty, '.' and '..' segments are not allowed")
         if not _SEGMENT.match(segment):
-            raise ValueError(f"{field}: invalid prefix {value!r}: segment {segment!r} has characters outside [A-Za-z0-9_.=+-]")
+            raise ValueError(
+                f"{field}: invalid prefix {value!r}: segment {segment!r} has characters outside [A-Za-z0-9_.=+-]"
+            )
     return text
 
 
@@ -100,7 +102,10 @@ def check_distinct(src_bucket: str, src_prefix: str, dst_bucket: str, dst_prefix
         return
     if src_prefix == dst_prefix:
         raise ValueError(f"dest_prefix_in_bucket: {dst_prefix!r} is the source prefix in the same bucket")
-    for inner, outer, field in ((dst_prefix, src_prefix, "dest_prefix_in_bucket"), (src_prefix, dst_prefix, "prefix_in_bucket")):
+    for inner, outer, field in (
+        (dst_prefix, src_prefix, "dest_prefix_in_bucket"),
+        (src_prefix, dst_prefix, "prefix_in_bucket"),
+    ):
         if (inner + "/").startswith(outer + "/tenants/"):
             raise ValueError(f"{field}: {inner!r} lies inside the tenant tree of {outer!r} in the same bucket")
 
@@ -123,7 +128,7 @@ def parse_key(key: str, prefix: str) -> dict | None:
     root = tenants_root(prefix)
     if not key.startswith(root):
         return None
-    rest = key[len(root):]
+    rest = key[len(root) :]
     parts = rest.split("/")
     try:
         tsid = TenantShardId.parse(parts[0])
@@ -131,8 +136,14 @@ def parse_key(key: str, prefix: str) -> dict | None:
         return None
     if str(tsid) != parts[0] or len(parts) < 2:
         return None
-    out = {"tenant_shard_id": parts[0], "tenant_id": tsid.tenant_id, "kind": "other", "timeline_id": None,
-           "generation": None, "relative": rest}
+    out = {
+        "tenant_shard_id": parts[0],
+        "tenant_id": tsid.tenant_id,
+        "kind": "other",
+        "timeline_id": None,
+        "generation": None,
+        "relative": rest,
+    }
     if len(parts) == 2:
         name = parts[1]
         if name == "heatmap-v1.json":
@@ -172,7 +183,7 @@ def layer_key(prefix: str, tenant_id: str, timeline_id: str, layer_name: str, me
     gen = meta.get("generation")
     if gen is not None and (isinstance(gen, bool) or not isinstance(gen, int) or not 0 <= gen < 2**32):
         raise S3LayoutError(f"layer {layer_name}: invalid generation {gen!r}")
-    # Generation::none() is serialized as an absent field or as 0xFFFFFFFF in some versions (libs/utils/src/generation.rs).
+    # Generation::none() is an absent field, or 0xFFFFFFFF in some versions (upstream libs/utils/src/generation.rs).
     gen_suffix = f"-{gen:08x}" if gen is not None and gen != 0xFFFFFFFF else ""
     return f"{tenants_root(prefix)}{tenant_id}{suffix}/timelines/{timeline_id}/{layer_name}{gen_suffix}"
 
@@ -214,12 +225,24 @@ def summarize(objects: dict, prefix: str) -> dict:
             other["objects"] += 1
             other["bytes"] += obj["size"]
             continue
-        tenant = tenants.setdefault(info["tenant_id"], {"tenant_id": info["tenant_id"], "objects": 0, "bytes": 0, "shards": {}})
+        tenant = tenants.setdefault(
+            info["tenant_id"], {"tenant_id": info["tenant_id"], "objects": 0, "bytes": 0, "shards": {}}
+        )
         tsid = TenantShardId.parse(info["tenant_shard_id"])
-        shard = tenant["shards"].setdefault(info["tenant_shard_id"], {
-            "tenant_shard_id": info["tenant_shard_id"], "shard_number": tsid.shard_number, "shard_count": tsid.shard_count,
-            "objects": 0, "bytes": 0, "layers": 0, "heatmap": False, "newest_generation": None, "timelines": {},
-        })
+        shard = tenant["shards"].setdefault(
+            info["tenant_shard_id"],
+            {
+                "tenant_shard_id": info["tenant_shard_id"],
+                "shard_number": tsid.shard_number,
+                "shard_count": tsid.shard_count,
+                "objects": 0,
+                "bytes": 0,
+                "layers": 0,
+                "heatmap": False,
+                "newest_generation": None,
+                "timelines": {},
+            },
+        )
         for counter in (tenant, shard):
             counter["objects"] += 1
             counter["bytes"] += obj["size"]
@@ -230,7 +253,11 @@ def summarize(objects: dict, prefix: str) -> dict:
     for (tsid, timeline_id), (key, gen) in newest.items():
         shard = tenants[TenantShardId.parse(tsid).tenant_id]["shards"][tsid]
         generation = None if gen < 0 else gen
-        shard["timelines"][timeline_id] = {"timeline_id": timeline_id, "newest_generation": generation, "index_part_key": key}
+        shard["timelines"][timeline_id] = {
+            "timeline_id": timeline_id,
+            "newest_generation": generation,
+            "index_part_key": key,
+        }
         if generation is not None and (shard["newest_generation"] is None or generation > shard["newest_generation"]):
             shard["newest_generation"] = generation
     result = []
@@ -279,7 +306,7 @@ def list_tenant(client, bucket: str, prefix: str, tenant_id: str | None = None) 
 def dest_key(key: str, src_prefix: str, dst_prefix: str) -> str:
     if not key.startswith(src_prefix + "/"):
         raise ValueError(f"key {key!r} is not under {src_prefix!r}")
-    return dst_prefix + key[len(src_prefix):]
+    return dst_prefix + key[len(src_prefix) :]
 
 
 def _same(client, bucket: str, key: str, src: dict, dst: dict | None) -> bool:
@@ -311,8 +338,17 @@ def plan_copy(client, src_objects: dict, dst_objects: dict, dst_bucket: str, src
     return to_copy, skipped
 
 
-def copy_objects(client, plan, src_bucket: str, src_prefix: str, dst_bucket: str, concurrency: int,
-                 transfer_config, multipart_threshold: int, progress=None) -> dict:
+def copy_objects(
+    client,
+    plan,
+    src_bucket: str,
+    src_prefix: str,
+    dst_bucket: str,
+    concurrency: int,
+    transfer_config,
+    multipart_threshold: int,
+    progress=None,
+) -> dict:
     """Server-side copy of every planned object, ``concurrency`` at a time, in the plan's phases.
 
     Objects below ``multipart_threshold`` take one CopyObject; larger ones go through boto3's managed copy
@@ -325,8 +361,11 @@ def copy_objects(client, plan, src_bucket: str, src_prefix: str, dst_bucket: str
 
     def one(item):
         src_key, dst_key, obj = item
-        meta = {"Metadata": {SOURCE_ETAG_META: obj["etag"]}, "MetadataDirective": "REPLACE",
-                "CopySourceIfMatch": obj["etag"]}
+        meta = {
+            "Metadata": {SOURCE_ETAG_META: obj["etag"]},
+            "MetadataDirective": "REPLACE",
+            "CopySourceIfMatch": obj["etag"],
+        }
         source = {"Bucket": src_bucket, "Key": src_key}
         if obj["size"] >= multipart_threshold:
             client.copy(source, dst_bucket, dst_key, ExtraArgs=meta, Config=transfer_config)
@@ -399,12 +438,27 @@ def verify_copy(client, src_objects: dict, dst_bucket: str, src_prefix: str, dst
             layers_checked += 1
             if dst_objects.get(lkey, {}).get("size") != size:
                 missing_layers.append({"index_part_key": dkey, "layer_key": lkey, "file_size": size})
-    return {"verified": verified, "mismatched": mismatched, "missing_layers": missing_layers,
-            "layers_checked": layers_checked, "index_parts_checked": indexes}
+    return {
+        "verified": verified,
+        "mismatched": mismatched,
+        "missing_layers": missing_layers,
+        "layers_checked": layers_checked,
+        "index_parts_checked": indexes,
+    }
 
 
-def copy_tenant(client, src_bucket: str, src_prefix: str, dst_bucket: str, dst_prefix: str, tenant_id: str,
-                check_mode: bool, concurrency: int, transfer_config, multipart_threshold: int) -> dict:
+def copy_tenant(
+    client,
+    src_bucket: str,
+    src_prefix: str,
+    dst_bucket: str,
+    dst_prefix: str,
+    tenant_id: str,
+    check_mode: bool,
+    concurrency: int,
+    transfer_config,
+    multipart_threshold: int,
+) -> dict:
     """List, plan, copy (unless check mode) and verify one tenant; returns the module's result figures."""
     started = time.monotonic()
     src_objects = list_tenant(client, src_bucket, src_prefix, tenant_id)
@@ -421,8 +475,9 @@ def copy_tenant(client, src_bucket: str, src_prefix: str, dst_bucket: str, dst_p
         "would_copy": [d for _s, d, _o in to_copy] if check_mode else [],
     }
     if not check_mode and to_copy:
-        result["copied"] = copy_objects(client, to_copy, src_bucket, src_prefix, dst_bucket, concurrency,
-                                        transfer_config, multipart_threshold)
+        result["copied"] = copy_objects(
+            client, to_copy, src_bucket, src_prefix, dst_bucket, concurrency, transfer_config, multipart_threshold
+        )
     if not check_mode:
         result.update(verify_copy(client, src_objects, dst_bucket, src_prefix, dst_prefix))
     result["seconds"] = round(time.monotonic() - started, 3)

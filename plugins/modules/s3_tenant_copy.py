@@ -22,7 +22,8 @@ description:
     multipart copies) are skipped, so a rerun after an interruption copies only what is missing.
   - Afterwards it lists the destination and checks every source object there (size and ETag), reads the newest
     index_part of every timeline of every shard from the destination and checks that every layer it references
-    exists there with the size the index_part records (upstream C(pageserver/src/tenant/remote_timeline_client/index.rs)).
+    exists there with the size the index_part records (upstream
+    C(pageserver/src/tenant/remote_timeline_client/index.rs)).
     It fails when anything is missing or different.
   - All input is validated before any request; the error names the option.
   - Uses the AWS connection options of amazon.aws (region, endpoint, credentials, profiles, retries via the
@@ -136,7 +137,7 @@ skipped:
   returned: always
   type: dict
 copied:
-  description: Objects and bytes copied by this run, and how many of them took a multipart copy (all zero in check mode).
+  description: Objects and bytes copied by this run, and how many took a multipart copy (all zero in check mode).
   returned: always
   type: dict
   sample: {"objects": 51, "bytes": 12634112, "multipart": 1}
@@ -235,12 +236,23 @@ def main():
         use_threads=True,
     )
     client = s3_client(module)
-    what = (f"copy tenant {opts['tenant_id']} from s3://{opts['bucket']}/{opts['prefix']}/ "
-            f"to s3://{opts['dest_bucket']}/{opts['dest_prefix']}/")
+    what = (
+        f"copy tenant {opts['tenant_id']} from s3://{opts['bucket']}/{opts['prefix']}/ "
+        f"to s3://{opts['dest_bucket']}/{opts['dest_prefix']}/"
+    )
     try:
-        result = _s3.copy_tenant(client, opts["bucket"], opts["prefix"], opts["dest_bucket"], opts["dest_prefix"],
-                                 opts["tenant_id"], module.check_mode, concurrency, transfer_config,
-                                 module.params["multipart_threshold"])
+        result = _s3.copy_tenant(
+            client,
+            opts["bucket"],
+            opts["prefix"],
+            opts["dest_bucket"],
+            opts["dest_prefix"],
+            opts["tenant_id"],
+            module.check_mode,
+            concurrency,
+            transfer_config,
+            module.params["multipart_threshold"],
+        )
     except (BotoCoreError, ClientError) as exc:
         module.fail_json_aws(exc, msg=what, copied=getattr(exc, "neonops_copied", None))
     except _s3.S3LayoutError as exc:
@@ -251,8 +263,10 @@ def main():
     if result["mismatched"] or result["missing_layers"]:
         module.fail_json(
             msg=f"{what}: verification failed: {len(result['mismatched'])} objects missing or different, "
-                f"{len(result['missing_layers'])} referenced layers missing at the destination",
-            changed=changed, **result)
+            f"{len(result['missing_layers'])} referenced layers missing at the destination",
+            changed=changed,
+            **result,
+        )
     if not result["source"]["objects"]:
         module.warn(f"tenant {opts['tenant_id']} has no objects under s3://{opts['bucket']}/{opts['prefix']}/tenants/")
     module.exit_json(changed=changed, **result)

@@ -29,9 +29,20 @@ def moto_url():
 
 @pytest.fixture
 def aws_env(monkeypatch):
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_URL",
-                 "S3_URL", "EC2_URL", "AWS_CA_BUNDLE"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_URL",
+        "S3_URL",
+        "EC2_URL",
+        "AWS_CA_BUNDLE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
@@ -42,8 +53,13 @@ def s3(moto_url, aws_env):
     """A plain boto3 client on the moto server (what the tests use to set up and inspect buckets)."""
     import boto3
 
-    return boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture
@@ -65,8 +81,18 @@ def layer_name(n: int) -> str:
     return f"{'0' * 36}-{'F' * 36}__{n:016X}-{n + 1:016X}"
 
 
-def write_timeline(s3, bucket: str, prefix: str, tenant_shard_id: str, timeline_id: str, generations, layers: int,
-                   layer_size: int = 64, shard: str | None = None, big: int = 0) -> list[str]:
+def write_timeline(
+    s3,
+    bucket: str,
+    prefix: str,
+    tenant_shard_id: str,
+    timeline_id: str,
+    generations,
+    layers: int,
+    layer_size: int = 64,
+    shard: str | None = None,
+    big: int = 0,
+) -> list[str]:
     """Write layers and one index_part per generation (each referencing every layer); returns all keys.
 
     ``big``: size of one extra layer written as a multi-MiB object (0 = none).

@@ -11,19 +11,43 @@ from ansible_collections.neonops.storage.tests.unit.plugins.conftest import laye
 TSID_1 = f"{TENANT_ID}-0102"
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("pageserver", "pageserver"),
-    ("pageserver/", "pageserver"),
-    ("fleet/a-1/ps_2", "fleet/a-1/ps_2"),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("pageserver", "pageserver"),
+        ("pageserver/", "pageserver"),
+        ("fleet/a-1/ps_2", "fleet/a-1/ps_2"),
+    ],
+)
 def test_prefix_accepted(value, expected):
     assert _s3.validate_prefix(value) == expected
 
 
-@pytest.mark.parametrize("value", [
-    "", "/", "//", "..", ".", "a/../b", "a/./b", "a//b", "/abs", "pageserver ", " pageserver", "page server",
-    "pageserver\n", "pag\u0435server", "pageserver\u2215x", "a\\b", "a/*", None, 3, "a/b//",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "/",
+        "//",
+        "..",
+        ".",
+        "a/../b",
+        "a/./b",
+        "a//b",
+        "/abs",
+        "pageserver ",
+        " pageserver",
+        "page server",
+        "pageserver\n",
+        "pag\u0435server",
+        "pageserver\u2215x",
+        "a\\b",
+        "a/*",
+        None,
+        3,
+        "a/b//",
+    ],
+)
 def test_prefix_refused_naming_field(value):
     with pytest.raises(ValueError, match=r"^dest_prefix_in_bucket: "):
         _s3.validate_prefix(value, "dest_prefix_in_bucket")
@@ -35,8 +59,9 @@ def test_bucket_refused(value):
         _s3.validate_bucket(value)
 
 
-@pytest.mark.parametrize("value", [f"{TENANT_ID}/..", f"../{TENANT_ID}", f"{TENANT_ID}-0102", f"{TENANT_ID} ",
-                                   f"{TENANT_ID}/x", "*", ""])
+@pytest.mark.parametrize(
+    "value", [f"{TENANT_ID}/..", f"../{TENANT_ID}", f"{TENANT_ID}-0102", f"{TENANT_ID} ", f"{TENANT_ID}/x", "*", ""]
+)
 def test_tenant_id_refused(value):
     with pytest.raises(ValueError, match=r"^tenant_id: "):
         _s3.validate_copy_tenant_id(value)
@@ -73,9 +98,11 @@ def test_parse_key_kinds():
 def test_layer_key_from_index_metadata():
     name = layer_name(1)
     assert _s3.layer_key("ps", TENANT_ID, TIMELINE_ID, name, {"file_size": 1, "generation": 2, "shard": "0104"}) == (
-        f"ps/tenants/{TENANT_ID}-0104/timelines/{TIMELINE_ID}/{name}-00000002")
+        f"ps/tenants/{TENANT_ID}-0104/timelines/{TIMELINE_ID}/{name}-00000002"
+    )
     assert _s3.layer_key("ps", TENANT_ID, TIMELINE_ID, name, {"file_size": 1}) == (
-        f"ps/tenants/{TENANT_ID}/timelines/{TIMELINE_ID}/{name}")
+        f"ps/tenants/{TENANT_ID}/timelines/{TIMELINE_ID}/{name}"
+    )
     for bad_name, meta in (("../../x", {}), (name, {"shard": "../x"}), (name, {"generation": "1"})):
         with pytest.raises(_s3.S3LayoutError):
             _s3.layer_key("ps", TENANT_ID, TIMELINE_ID, bad_name, meta)
@@ -131,6 +158,9 @@ def test_verify_reports_missing_layer(s3, make_bucket):
     index = json.loads(s3.get_object(Bucket=src, Key=index_key)["Body"].read())
     index["layer_metadata"][layer_name(0x9999)] = {"file_size": 5, "generation": 3}
     s3.put_object(Bucket=src, Key=index_key, Body=json.dumps(index).encode())
-    result = _s3.copy_tenant(_client(s3), src, "old", dst, "new", TENANT_ID, False, 2, _config(64 * _s3.MIB), 64 * _s3.MIB)
+    result = _s3.copy_tenant(
+        _client(s3), src, "old", dst, "new", TENANT_ID, False, 2, _config(64 * _s3.MIB), 64 * _s3.MIB
+    )
     assert [m["layer_key"] for m in result["missing_layers"]] == [
-        f"new/tenants/{TENANT_ID}/timelines/{TIMELINE_ID}/{layer_name(0x9999)}-00000003"]
+        f"new/tenants/{TENANT_ID}/timelines/{TIMELINE_ID}/{layer_name(0x9999)}-00000003"
+    ]

@@ -29,10 +29,15 @@ def test_lists_two_tenants_one_sharded(s3, make_bucket, moto_url, run_module):
     assert unsharded["newest_generation"] == 3 and unsharded["heatmap"]
     # 3 + 1 layers, 2 + 1 index_parts, one heatmap (the second timeline's write replaced it)
     assert unsharded["objects"] == 8 and unsharded["layers"] == 4
-    assert {t["timeline_id"]: t["newest_generation"] for t in unsharded["timelines"]} == {TIMELINE_ID: 3, TIMELINE_ID_2: 2}
+    assert {t["timeline_id"]: t["newest_generation"] for t in unsharded["timelines"]} == {
+        TIMELINE_ID: 3,
+        TIMELINE_ID_2: 2,
+    }
     shards = tenants[OTHER_TENANT]["shards"]
     assert [(s["tenant_shard_id"], s["newest_generation"], s["objects"]) for s in shards] == [
-        (f"{OTHER_TENANT}-0002", 7, 2 + 2 + 1), (f"{OTHER_TENANT}-0102", 6, 4 + 1 + 1)]
+        (f"{OTHER_TENANT}-0002", 7, 2 + 2 + 1),
+        (f"{OTHER_TENANT}-0102", 6, 4 + 1 + 1),
+    ]
     assert run["objects"] == 8 + 5 + 6
     assert run["bytes"] == sum(t["bytes"] for t in run["tenants"])
     assert run["unrecognized"] == {"objects": 0, "bytes": 0}
@@ -41,8 +46,11 @@ def test_lists_two_tenants_one_sharded(s3, make_bucket, moto_url, run_module):
 def test_one_tenant(s3, make_bucket, moto_url, run_module):
     bucket = make_bucket()
     _fill(s3, bucket)
-    run = run_module(s3_prefix_info, {**aws_args(moto_url), "bucket": bucket, "prefix_in_bucket": "ps",
-                                      "tenant_id": OTHER_TENANT.upper()}, check_mode=True)
+    run = run_module(
+        s3_prefix_info,
+        {**aws_args(moto_url), "bucket": bucket, "prefix_in_bucket": "ps", "tenant_id": OTHER_TENANT.upper()},
+        check_mode=True,
+    )
     assert not run.failed, run.result
     assert [t["tenant_id"] for t in run["tenants"]] == [OTHER_TENANT]
     assert len(run["tenants"][0]["shards"]) == 2
@@ -53,8 +61,10 @@ def test_hostile_prefix_refused_before_any_request(moto_url, aws_env, run_module
     for prefix in ("", "/", "..", "a/../b", "ps ", "p\u0455"):
         run = run_module(s3_prefix_info, {**aws_args(moto_url), "bucket": "no-such-bucket", "prefix_in_bucket": prefix})
         assert run.failed and run["msg"].startswith("prefix_in_bucket: "), (prefix, run["msg"])
-    run = run_module(s3_prefix_info, {**aws_args(moto_url), "bucket": "no-such-bucket", "prefix_in_bucket": "ps",
-                                      "tenant_id": f"{TENANT_ID}/.."})
+    run = run_module(
+        s3_prefix_info,
+        {**aws_args(moto_url), "bucket": "no-such-bucket", "prefix_in_bucket": "ps", "tenant_id": f"{TENANT_ID}/.."},
+    )
     assert run.failed and run["msg"].startswith("tenant_id: ")
 
 
