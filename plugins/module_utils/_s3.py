@@ -163,7 +163,7 @@ def parse_key(key: str, prefix: str) -> dict | None:
         elif name.startswith("initdb"):
             out["kind"] = "initdb"
         else:
-            base, _, gen = name.rpartition("-")
+            base, _dash, gen = name.rpartition("-")
             if _LAYER_NAME.match(base) and re.match(r"^[0-9a-f]{8}$", gen):
                 out["kind"] = "layer"
                 out["generation"] = int(gen, 16)

@@ -10,8 +10,8 @@ short_description: Copy one Neon tenant's remote storage to another bucket or pr
 version_added: 0.2.0
 description:
   - Copies every object of every shard of a tenant (everything under
-    C({prefix_in_bucket}/tenants/{tenant_id}/) and C({prefix_in_bucket}/tenants/{tenant_id}-NNCC/): index_part
-    generations, layer files, heatmaps, tenant manifests, initdb archives) to the same relative keys under
+    C({prefix_in_bucket}/tenants/{tenant_id}/) and C({prefix_in_bucket}/tenants/{tenant_id}-NNCC/), that is index_part
+    generations, layer files, heatmaps, tenant manifests and initdb archives) to the same relative keys under
     O(dest_prefix_in_bucket) in O(dest_bucket), with server-side copies. Nothing passes through the controller.
   - Objects smaller than O(multipart_threshold) take one C(CopyObject); larger ones use boto3's managed copy
     (C(UploadPartCopy) in O(multipart_chunksize) parts). Every copy is conditional on the listed source ETag
