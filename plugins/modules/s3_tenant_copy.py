@@ -232,7 +232,8 @@ def main():
     transfer_config = TransferConfig(
         multipart_threshold=module.params["multipart_threshold"],
         multipart_chunksize=module.params["multipart_chunksize"],
-        max_concurrency=concurrency,
+        # parts of one multipart copy run in parallel inside each of the `concurrency` copies: keep the product small
+        max_concurrency=min(concurrency, 4),
         use_threads=True,
     )
     client = s3_client(module)
