@@ -45,6 +45,8 @@ PS3_CAPACITY = 4 * GIB
 BIG_TENANT_BYTES = 3 * GIB
 # gc and compaction every second, so a move of several seconds would see both run if they were not suspended.
 BUSY_CONF = {"gc_period": "1s", "compaction_period": "1s"}
+# Destination scheduling policies on the storage controller the runbook must refuse (one tenant each).
+REFUSED_POLICIES = ("Draining", "PauseForRestart")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,8 @@ def fleet(neonsim_fleet_module):
     pageservers = [dict(ps) for ps in MIGRATION_TOPOLOGY["pageservers"]]
     pageservers[2]["disk_capacity_bytes"] = PS3_CAPACITY
     # Tenants that only need the playbook's decisions have no compute; the others run their workload while moved.
-    tenants = [{"name": n, "pageservers": ["ps1"]} for n in ("locked", "big", "drain")]
+    names = ("locked", "big", *(f"drain-{p}" for p in REFUSED_POLICIES))
+    tenants = [{"name": n, "pageservers": ["ps1"]} for n in names]
     tenants += [
         {"name": "busy", "pageservers": ["ps1"], "tenant_conf": BUSY_CONF},
         {"name": "regen", "pageservers": ["ps1"]},
@@ -265,9 +268,9 @@ def test_destination_without_disk_headroom_is_refused(fleet, report_dir):
 # ---- 3. the destination's scheduling policy on the storage controller --------------------------------------------
 
 
-@pytest.mark.parametrize("policy", ["Draining", "PauseForRestart"])
+@pytest.mark.parametrize("policy", REFUSED_POLICIES)
 def test_destination_the_controller_drains_is_refused(fleet, report_dir, policy):
-    tid = tenant_id(fleet, "drain")
+    tid = tenant_id(fleet, f"drain-{policy}")
     before = {ps: locations(fleet, ps).get(tid) for ps in ("ps1", "ps2")}
     set_node_scheduling(fleet, "ps2", policy)
     try:
