@@ -38,30 +38,8 @@ HEATMAP_WAIT_SECONDS = 30.0
 CLOSE_GAP_SECONDS = 5.0
 # 409: another change of the same slot is running; 503: the pageserver is shutting the slot down or starting.
 BUSY_STATUSES = (409, 503)
-JOURNAL_KEYS = (
-    "source",
-    "destination",
-    "run_id",
-    "phase",
-    "timeline_ids",
-    "generations",
-    "baseline",
-    "cutover_started",
-    "shards",
-    "storcon_scheduling",
-)
-PHASES = (
-    "suspend",
-    "prewarm",
-    "stale",
-    "attach",
-    "catchup",
-    "failover",
-    "finalize",
-    "verify",
-    "rollback",
-    "recover",
-)
+# The phases a step call runs (rollback runs inside recover); the module adds begin and end around them.
+PHASES = ("suspend", "prewarm", "stale", "attach", "catchup", "failover", "finalize", "verify", "recover")
 
 
 def iso(ts: float) -> str:

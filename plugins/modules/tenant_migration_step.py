@@ -327,7 +327,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils._migration import MigrationError
-from ansible_collections.neonops.storage.plugins.module_utils._migration_run import MigrationRun
+from ansible_collections.neonops.storage.plugins.module_utils._migration_run import PHASES, MigrationRun
 from ansible_collections.neonops.storage.plugins.module_utils._module import NEON_CONNECTION_SPEC, client_for_url
 
 _RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
@@ -378,23 +378,7 @@ def argument_spec():
     connection = {k: v for k, v in NEON_CONNECTION_SPEC.items() if k not in ("api_url", "api_token")}
     return {
         **connection,
-        "phase": {
-            "type": "str",
-            "required": True,
-            "choices": [
-                "begin",
-                "suspend",
-                "prewarm",
-                "stale",
-                "attach",
-                "catchup",
-                "failover",
-                "finalize",
-                "verify",
-                "recover",
-                "end",
-            ],
-        },
+        "phase": {"type": "str", "required": True, "choices": ["begin", *PHASES, "end"]},
         "tenant_id": {"type": "str", "required": True},
         "run_id": {"type": "str", "required": True},
         "state_dir": {"type": "path", "required": True},
