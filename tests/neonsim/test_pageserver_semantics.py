@@ -389,7 +389,9 @@ def test_utilization_and_synthetic_tenants(h):
     after = wait_until(lambda: (u := h.get("ps1", "/v1/utilization"))["disk_usage_bytes"] >= size and u)
     assert after["disk_usage_bytes"] + after["free_space_bytes"] == capacity
     assert after["disk_wanted_bytes"] >= size
-    assert after["shard_count"] == before["shard_count"] + 1
+    # Other tests' shards on this shared fleet may still come and go (deletes finish in the background): the new
+    # shard counts, and the score below is checked against the same answer's own count.
+    assert after["shard_count"] >= before["shard_count"] + 1
     expected_score = max(after["disk_wanted_bytes"] * 1_000_000 // capacity, after["shard_count"] * 1_000_000 // 2500)
     assert after["utilization_score"] == expected_score
 
