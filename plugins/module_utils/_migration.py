@@ -11,6 +11,7 @@ figures. The runbook follows RFC 028 (neondatabase/neon ``docs/rfcs/028-pageserv
 
 from __future__ import annotations
 
+import json
 import re
 
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_tenant_id
@@ -24,7 +25,6 @@ STAGES = ("start", "attach", "catchup", "finalize", "done")
 WAITING_PHASES = ("prewarm", "catchup")
 # Outcomes after which the lock file is removed (nothing left for a rerun to finish).
 FINISHED_OUTCOMES = ("migrated", "already_done", "failover", "rolled_back", "rolled_forward", "failed_preflight")
-OK_OUTCOMES = ("planned", "migrated", "already_done", "failover", "rolled_forward")
 
 _SHARD_SUFFIX = re.compile(r"[0-9a-f]{4}\Z")
 
@@ -466,8 +466,6 @@ def plan_lines(state: dict, options: dict) -> list:
 
 
 def _json(value) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True)
 
 
