@@ -23,6 +23,7 @@ extends_documentation_fragment:
   - amazon.aws.boto3
   - neonops.storage._attributes
   - neonops.storage._attributes.info_module
+  - neonops.storage._attributes.s3_action_group
 options:
   bucket:
     description: The bucket (the pageservers' C(remote_storage.bucket_name)).

@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - amazon.aws.region.modules
   - amazon.aws.boto3
   - neonops.storage._attributes
+  - neonops.storage._attributes.s3_action_group
 attributes:
   check_mode:
     support: full
