@@ -15,6 +15,9 @@ description:
   - For each shard it reports the object count and bytes, whether a heatmap (C(heatmap-v1.json)) is there,
     and the newest C(index_part.json-{generation}) of each timeline and of the shard.
   - Only lists objects (C(ListObjectsV2)); it reads no object content.
+  - Given the fleet's O(pageservers), it reports which of them are configured with this prefix (prefixes compared
+    normalized, in the same bucket) and, with O(locations=true), which of the listed tenants' shards each pageserver
+    holds (C(GET /v1/location_config), attached or secondary).
   - Uses the AWS connection options of amazon.aws (region, endpoint, credentials, profiles). It is not in
     the C(neonops.storage.neon) action group.
 extends_documentation_fragment:
@@ -40,6 +43,45 @@ options:
   tenant_id:
     description: Only this tenant (32 hexadecimal characters), with all its shards.
     type: str
+  pageservers:
+    description:
+      - The pageservers that use the bucket (the inventory's C(pageservers) group) and the prefix each is configured
+        with; see RV(pageservers).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The pageserver's name.
+        type: str
+        required: true
+      api_url:
+        description: Its management API URL; needed with O(locations=true).
+        type: str
+      prefix_in_bucket:
+        description: Its C(remote_storage.prefix_in_bucket); V("") or V(/) for the bucket root.
+        type: str
+        required: true
+      bucket:
+        description: Its bucket. Defaults to O(bucket).
+        type: str
+  locations:
+    description: Ask every listed pageserver which of the listed tenants' shards it holds (read-only requests).
+    type: bool
+    default: false
+  api_token:
+    description: Bearer token for the pageservers' management API. Falls back to E(NEONOPS_API_TOKEN).
+    type: str
+  ca_path:
+    description: PEM file of the CA of the pageservers' HTTPS certificates. Falls back to E(NEONOPS_CA_PATH).
+    type: path
+  timeout:
+    description: Timeout of each pageserver API request, in seconds.
+    type: float
+    default: 30
+  retries:
+    description: Retries of a pageserver API request on connection errors and 503.
+    type: int
+    default: 3
 seealso:
   - module: neonops.storage.s3_tenant_copy
 author:
@@ -54,6 +96,16 @@ EXAMPLES = r"""
     endpoint_url: "{{ neon_s3_endpoint_url | default(omit, true) }}"
     region: "{{ neon_s3_region }}"
   register: old_prefix
+
+- name: Which pageservers use the old prefix, and where its tenants are
+  neonops.storage.s3_prefix_info:
+    bucket: "{{ neon_s3_bucket }}"
+    prefix_in_bucket: pageserver-old/
+    pageservers:
+      - {name: ps-1, api_url: "http://ps-1:9898", prefix_in_bucket: pageserver-old/}
+      - {name: ps-2, api_url: "http://ps-2:9898", prefix_in_bucket: pageserver/}
+    locations: true
+  register: old_prefix_users
 
 - name: One tenant only
   neonops.storage.s3_prefix_info:
@@ -144,11 +196,28 @@ tenants:
             index_part_key:
               description: The full key of that index_part.
               type: str
+pageservers:
+  description: Each listed pageserver, whether it is configured with this prefix, and (with O(locations=true)) the
+    listed tenants' shards it holds.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "ps-1", "prefix_in_bucket": "pageserver-old", "uses_prefix": true,
+            "located": ["1f359dd625e519a1a4e8d7509690f6fc"]}]
+used_by:
+  description: The names of the listed pageservers configured with this prefix.
+  returned: always
+  type: list
+  elements: str
 """
 
+from ansible.module_utils.basic import env_fallback
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-from ansible_collections.neonops.storage.plugins.module_utils import _s3
+from ansible_collections.neonops.storage.plugins.module_utils import _pageserver, _s3
+from ansible_collections.neonops.storage.plugins.module_utils import _s3_release as _rel
+from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
+from ansible_collections.neonops.storage.plugins.module_utils._module import client_for_url
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -162,6 +231,21 @@ def main():
             "bucket": {"type": "str", "required": True},
             "prefix_in_bucket": {"type": "str", "required": True},
             "tenant_id": {"type": "str"},
+            "pageservers": {
+                "type": "list",
+                "elements": "dict",
+                "options": {
+                    "name": {"type": "str", "required": True},
+                    "api_url": {"type": "str"},
+                    "prefix_in_bucket": {"type": "str", "required": True},
+                    "bucket": {"type": "str"},
+                },
+            },
+            "locations": {"type": "bool", "default": False},
+            "api_token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["NEONOPS_API_TOKEN"])},
+            "ca_path": {"type": "path", "fallback": (env_fallback, ["NEONOPS_CA_PATH"])},
+            "timeout": {"type": "float", "default": 30.0},
+            "retries": {"type": "int", "default": 3},
         },
         supports_check_mode=True,
     )
@@ -171,14 +255,37 @@ def main():
         tenant_id = module.params["tenant_id"]
         if tenant_id is not None:
             tenant_id = _s3.validate_copy_tenant_id(tenant_id, "tenant_id")
+        pageservers = _pageservers(module.params, bucket)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
+    clients = {}
+    if module.params["locations"]:
+        clients = {
+            ps["name"]: client_for_url(module, ps["api_url"], module.params["api_token"], f"pageservers[{i}].api_url")
+            for i, ps in enumerate(pageservers)
+        }
     client = module.client("s3", retry_decorator=AWSRetry.jittered_backoff())
     try:
         objects = _s3.list_tenant(client, bucket, prefix, tenant_id)
     except (BotoCoreError, ClientError) as exc:
         module.fail_json_aws(exc, msg=f"list s3://{bucket}/{_s3.tenants_root(prefix)}")
     summary = _s3.summarize(objects, prefix)
+    tenant_ids = {t["tenant_id"] for t in summary["tenants"]}
+    report = []
+    for index, ps in enumerate(pageservers):
+        entry = {
+            "name": ps["name"],
+            "bucket": ps["bucket"],
+            "prefix_in_bucket": ps["prefix"],
+            "uses_prefix": ps["bucket"] == bucket and ps["prefix"] == prefix,
+        }
+        if ps["name"] in clients:
+            try:
+                locations = _pageserver.location_configs(clients[ps["name"]])
+            except NeonAPIError as exc:
+                module.fail_json(msg=f"pageservers[{index}].api_url: listing the locations of {ps['name']!r}: {exc}")
+            entry["located"] = _rel.located_on({ps["name"]: locations}, tenant_ids).get(ps["name"], [])
+        report.append(entry)
     module.exit_json(
         changed=False,
         bucket=bucket,
@@ -187,7 +294,30 @@ def main():
         bytes=sum(o["size"] for o in objects.values()),
         unrecognized=summary["other"],
         tenants=summary["tenants"],
+        pageservers=report,
+        used_by=[p["name"] for p in report if p["uses_prefix"]],
     )
+
+
+def _pageservers(params, bucket: str) -> list:
+    """The validated ``pageservers`` option (prefixes normalized; ``ValueError`` names the entry and field)."""
+    out, names = [], set()
+    for index, entry in enumerate(params["pageservers"] or []):
+        field = f"pageservers[{index}]"
+        if entry["name"] in names or not entry["name"]:
+            raise ValueError(f"{field}.name: {entry['name']!r} is empty or listed twice")
+        names.add(entry["name"])
+        if params["locations"] and not entry["api_url"]:
+            raise ValueError(f"{field}.api_url: needed with locations=true")
+        out.append(
+            {
+                "name": entry["name"],
+                "api_url": entry["api_url"],
+                "prefix": _rel.validate_live_prefix(entry["prefix_in_bucket"], f"{field}.prefix_in_bucket"),
+                "bucket": _s3.validate_bucket(entry["bucket"], f"{field}.bucket") if entry["bucket"] else bucket,
+            }
+        )
+    return out
 
 
 if __name__ == "__main__":

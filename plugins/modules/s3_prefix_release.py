@@ -138,7 +138,7 @@ options:
     default: tombstone
   confirm:
     description:
-      - With O(mode=delete), the release target exactly (RV(target)): O(prefix_in_bucket) normalized, for example
+      - With O(mode=delete), the release target exactly (RV(target)), that is O(prefix_in_bucket) normalized, for example
         V(pageserver-a), or V(pageserver-a/tenants/<tenant_id>) with O(tenant_id). One trailing C(/) is accepted.
     type: str
   trash_prefix:

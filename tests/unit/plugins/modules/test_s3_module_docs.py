@@ -1,4 +1,4 @@
-"""The S3 modules' documentation renders with AWS options and attributes; they stay out of the `neon` group."""
+"""The S3 modules' documentation renders with AWS options and attributes; they form the `s3` action group."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 COLLECTIONS = Path(__file__).resolve().parents[4] / ".collections"
-MODULES = ("s3_prefix_info", "s3_tenant_copy")
+MODULES = ("s3_prefix_info", "s3_prefix_release", "s3_tenant_copy")
 
 
 def test_docs_render_with_aws_options_and_attributes():
@@ -40,12 +40,13 @@ def test_docs_render_with_aws_options_and_attributes():
         ):
             assert option in doc["options"], (name, option)
         assert {"check_mode", "diff_mode", "idempotent"} <= set(doc["attributes"]), name
-        assert "action_group" not in doc["attributes"], name
+        assert doc["attributes"]["action_group"]["membership"] == ["neonops.storage.s3"], name
         assert rendered[f"neonops.storage.{name}"]["return"], name
 
 
-def test_runtime_stays_valid_and_s3_modules_are_not_in_the_neon_group():
+def test_runtime_stays_valid_and_s3_modules_are_in_the_s3_group_only():
     runtime = yaml.safe_load((COLLECTIONS / "ansible_collections/neonops/storage/meta/runtime.yml").read_text())
     assert runtime["requires_ansible"]
     group = runtime["action_groups"]["neon"]
     assert not set(MODULES) & set(group)
+    assert runtime["action_groups"]["s3"] == sorted(MODULES)

@@ -71,3 +71,38 @@ def test_hostile_prefix_refused_before_any_request(moto_url, aws_env, run_module
 def test_missing_bucket_is_an_aws_error(moto_url, aws_env, run_module):
     run = run_module(s3_prefix_info, {**aws_args(moto_url), "bucket": "no-such-bucket", "prefix_in_bucket": "ps"})
     assert run.failed and "list s3://no-such-bucket/ps/tenants/" in run["msg"]
+
+
+def test_which_pageservers_use_the_prefix_and_hold_its_tenants(s3, make_bucket, moto_url, run_module, fake_api_factory):
+    bucket = make_bucket()
+    _fill(s3, bucket)
+    ps1, ps2 = fake_api_factory(), fake_api_factory()
+    ps1.add(
+        "GET",
+        "/v1/location_config",
+        {"tenant_shards": [[f"{OTHER_TENANT}-0002", {"mode": "Secondary"}], ["f" * 32, {"mode": "AttachedSingle"}]]},
+    )
+    ps2.add("GET", "/v1/location_config", {"tenant_shards": [[TENANT_ID, {"mode": "AttachedSingle"}]]})
+    pageservers = [
+        {"name": "ps1", "api_url": ps1.url, "prefix_in_bucket": "ps/"},
+        {"name": "ps2", "api_url": ps2.url, "prefix_in_bucket": "elsewhere"},
+        {"name": "ps3", "api_url": ps2.url, "prefix_in_bucket": "ps", "bucket": "another-bucket"},
+        {"name": "ps4", "prefix_in_bucket": ""},
+    ]
+    args = {**aws_args(moto_url), "bucket": bucket, "prefix_in_bucket": "ps", "pageservers": pageservers}
+    run = run_module(s3_prefix_info, args)
+    assert not run.failed, run.result
+    assert run["used_by"] == ["ps1"]
+    assert [p["uses_prefix"] for p in run["pageservers"]] == [True, False, False, False]
+    assert "located" not in run["pageservers"][0] and not ps1.requests
+
+    pageservers[3]["api_url"] = ps2.url
+    run = run_module(s3_prefix_info, {**args, "locations": True}, check_mode=True)
+    assert not run.failed, run.result
+    located = [p["located"] for p in run["pageservers"]]
+    assert located == [[f"{OTHER_TENANT}-0002"], [TENANT_ID], [TENANT_ID], [TENANT_ID]]
+    assert not ps1.mutating_requests and not ps2.mutating_requests
+
+    bad = [dict(pageservers[0], prefix_in_bucket="ps\uff0f")]
+    run = run_module(s3_prefix_info, {**args, "pageservers": bad})
+    assert run.failed and run["msg"].startswith("pageservers[0].prefix_in_bucket: "), run["msg"]
