@@ -138,8 +138,9 @@ options:
     default: tombstone
   confirm:
     description:
-      - With O(mode=delete), the release target exactly (RV(target)), that is O(prefix_in_bucket) normalized, for example
-        V(pageserver-a), or V(pageserver-a/tenants/<tenant_id>) with O(tenant_id). One trailing C(/) is accepted.
+      - With O(mode=delete), the release target exactly (RV(target)), that is O(prefix_in_bucket) normalized,
+        for example V(pageserver-a), or V(pageserver-a/tenants/<tenant_id>) with O(tenant_id). One trailing C(/) is
+        accepted.
     type: str
   trash_prefix:
     description:
