@@ -36,7 +36,7 @@ class RequestLog:
         self.read_only_posts = tuple(read_only_posts)
         self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the node
 
-    def record(self, method: str, path: str, query: str, status: int, duration_ms: float) -> dict:
+    def record(self, method: str, path: str, query: str, status: int, duration_ms: float, **extra) -> dict:
         entry = {
             "ts": round(time.time(), 6),
             "node": self.node,
@@ -47,6 +47,7 @@ class RequestLog:
             "mutating": is_mutating(method, path, self.read_only_posts),
             "sim": is_sim_path(path),
             "duration_ms": round(duration_ms, 3),
+            **extra,
         }
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()

@@ -1,4 +1,4 @@
-"""`python -m neonsim` command line: up, down, status, kill, start, fault, check."""
+"""`python -m neonsim` command line: up, down, status, kill, start, fault, set-prefix, check."""
 
 from __future__ import annotations
 
@@ -69,6 +69,12 @@ def _cmd_fault(args) -> int:
     return 0
 
 
+def _cmd_set_prefix(args) -> int:
+    entry = fleet_mod.set_pageserver_prefix(args.dir, args.node, args.prefix_in_bucket)
+    print(f"{args.node} restarted with prefix_in_bucket {entry['prefix_in_bucket']!r}")
+    return 0
+
+
 def _cmd_check(args) -> int:
     try:
         checker = importlib.import_module("neonsim.checker")
@@ -125,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-rate", type=float, help="s3proxy only: fraction of connections dropped")
     p.add_argument("--clear", action="store_true")
     p.set_defaults(func=_cmd_fault)
+
+    p = sub.add_parser("set-prefix", help="reconfigure a pageserver's prefix_in_bucket and restart it")
+    p.add_argument("node")
+    p.add_argument("prefix_in_bucket")
+    p.add_argument("--dir", required=True)
+    p.set_defaults(func=_cmd_set_prefix)
 
     p = sub.add_parser("check", help="run the consistency checker")
     p.add_argument("--dir", required=True)

@@ -355,6 +355,33 @@ def start(directory, name: str, timeout: float = HEALTH_TIMEOUT_S) -> int:
     return entry["pid"]
 
 
+def set_pageserver_prefix(directory, name: str, prefix_in_bucket: str, timeout: float = HEALTH_TIMEOUT_S) -> dict:
+    """Reconfigure one pageserver's `remote_storage.prefix_in_bucket`, as an operator edits pageserver.toml and
+    restarts it: stop the process, update fleet.json and inventory.yml (`neon_s3_prefix`), start it again.
+    Tenants it holds re-attach and read the new prefix. Returns the pageserver's new fleet.json entry."""
+    directory = Path(directory).resolve()
+    fleet = load_fleet(directory)
+    entry = next((p for p in fleet.get("pageservers") or [] if p["name"] == name), None)
+    if entry is None:
+        raise FleetError(f"unknown pageserver {name!r}")
+    if not isinstance(prefix_in_bucket, str) or any(c.isspace() for c in prefix_in_bucket):
+        raise FleetError(f"invalid prefix_in_bucket {prefix_in_bucket!r}")
+    stop_processes(directory, [name])
+    entry["prefix_in_bucket"] = prefix_in_bucket
+    _write_json(directory / "fleet.json", fleet)
+    tokens = _read_json(directory / "tokens.json", None)
+    inventory.write_inventory(fleet, tokens or None)
+    start(directory, name, timeout)
+    return entry
+
+
+def s3_request_log(directory) -> list[dict]:
+    """Every S3 request the s3proxy forwarded (DIR/s3proxy/requests.jsonl), with its `user_agent`."""
+    from neonsim._reqlog import read_request_log
+
+    return read_request_log(Path(directory) / "s3proxy" / "requests.jsonl")
+
+
 def status(directory) -> list[dict]:
     """One row per process: name, kind, pid, alive, port, health (HTTP status of its health URL or 'down')."""
     fleet = load_fleet(directory)
@@ -468,6 +495,14 @@ class SimFleet:
 
     def fault(self, name: str, **spec) -> dict:
         return fault(self.dir, name, spec)
+
+    def set_pageserver_prefix(self, name: str, prefix_in_bucket: str) -> dict:
+        entry = set_pageserver_prefix(self.dir, name, prefix_in_bucket)
+        self.fleet = load_fleet(self.dir)
+        return entry
+
+    def s3_request_log(self) -> list[dict]:
+        return s3_request_log(self.dir)
 
     def clear_fault(self, name: str) -> dict:
         return fault(self.dir, name, None)

@@ -4,7 +4,9 @@ fleet.json `s3.endpoint_url` points here, so pageservers and the collection both
 `POST /sim/fault` {"routes": "<regex on 'METHOD /bucket/key?query'>", "error_rate": F (answer 503 SlowDown),
 "status": N (the error status instead of 503), "latency_ms": N, "drop_rate": F (close the connection without
 an answer)}; `DELETE /sim/fault`; `GET /sim/health`; `GET /sim/stats` (request and fault counters).
-Requests are logged to DIR/s3proxy/requests.jsonl (not DIR/requests/: S3 traffic is not a node API).
+Requests are logged to DIR/s3proxy/requests.jsonl (not DIR/requests/: S3 traffic is not a node API), each with its
+`user_agent` (the collection's modules send amazon.aws's "Ansible/..." one, pageservers plain botocore's), so a test
+can tell the collection's requests from the fleet's own; `SimFleet.s3_request_log()` reads it.
 """
 
 from __future__ import annotations
@@ -129,7 +131,12 @@ class S3Proxy:
         finally:
             if self.reqlog is not None:
                 self.reqlog.record(
-                    request.method, request.path, request.query_string, status, (time.monotonic() - started) * 1000
+                    request.method,
+                    request.path,
+                    request.query_string,
+                    status,
+                    (time.monotonic() - started) * 1000,
+                    user_agent=request.headers.get("User-Agent", "")[:300],
                 )
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
