@@ -221,6 +221,26 @@ def test_interrupted_between_delete_batches_then_rerun_completes(world, run_modu
     assert set(before) - set(after) == set(world.keys["tenant"])
 
 
+def test_originals_stay_when_a_tombstone_does_not_verify(world, run_module, monkeypatch):
+    real_copy = _s3_release.copy_to_trash
+
+    def copy_all_but_one(client, bucket, items, *args):
+        return real_copy(client, bucket, items[1:], *args)  # a copy lost (or corrupted) on the way
+
+    monkeypatch.setattr(_s3_release, "copy_to_trash", copy_all_but_one)
+    before = world.snapshot()
+    run = run_module(s3_prefix_release, world.args())
+    assert run.failed and "tombstones missing or different after the copy" in run["msg"], run.result
+    assert "nothing deleted" in run["msg"] and run["deleted"]["objects"] == 0
+    after = world.snapshot()
+    assert set(before) <= set(after) and all(after[k] == before[k] for k in before)
+
+    monkeypatch.setattr(_s3_release, "copy_to_trash", real_copy)
+    again = run_module(s3_prefix_release, world.args())
+    assert not again.failed and again["tombstoned"]["copied"] == 1, again.result
+    assert set(before) - set(world.snapshot()) == set(world.keys["tenant"])
+
+
 def test_a_key_outside_the_validated_path_stops_the_batch_before_it_is_sent():
     sent = []
 
