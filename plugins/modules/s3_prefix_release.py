@@ -505,8 +505,8 @@ def main():
     if module.check_mode:
         module.exit_json(changed=True, **result)
 
-    check = _rel.deletable_check(old, shards)
     try:
+        check = _rel.deletable_check(old, shards)
         if params["mode"] == "tombstone":
             missing, present = _rel.trash_state(client, bucket, opts["trash"], old, shards)
             result["tombstoned"]["already_in_trash"] = len(present)
