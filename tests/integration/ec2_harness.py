@@ -37,7 +37,32 @@ CONTRACT_VARS = {
         "neon_spec_path",
     ],
 }
-ALL_VARS = ["neon_s3_endpoint_url", "neon_s3_bucket", "neon_s3_region", "neonsim_dir", "ansible_connection"]
+# Every host: remote storage, the neonsim dir, tokens and CA (absent here) and how Ansible reaches the host.
+ALL_VARS = [
+    "neon_s3_endpoint_url",
+    "neon_s3_bucket",
+    "neon_s3_region",
+    "neonsim_dir",
+    "neon_pageserver_api_token",
+    "neon_safekeeper_api_token",
+    "neon_storcon_api_token",
+    "neon_compute_api_token",
+    "neon_ca_path",
+    "ansible_connection",
+    "ansible_python_interpreter",
+]
+
+
+def contract_view(listing: dict) -> dict:
+    """group -> host -> the contract's variables of that host (absent ones as None), from `ansible-inventory --list`."""
+    hostvars = listing["_meta"]["hostvars"]
+    return {
+        group: {
+            host: {var: hostvars.get(host, {}).get(var) for var in [*names, *ALL_VARS]}
+            for host in group_hosts(listing, group)
+        }
+        for group, names in CONTRACT_VARS.items()
+    }
 
 
 def _free_port() -> int:
@@ -151,7 +176,8 @@ def run(cmd: list[str], tmp: Path, timeout: float = 600) -> subprocess.Completed
 def inventory_file(directory: Path, endpoint: str, regions: list[str], fleet: str, group_vars: dict) -> Path:
     """inventories/neon.aws_ec2.yml as shipped, pointed at moto, with group_vars/<group>.yml beside it."""
     config = yaml.safe_load((REPO / "inventories" / "neon.aws_ec2.yml").read_text())
-    config.update(endpoint_url=endpoint, regions=regions)
+    # Credentials in the file: ansible-playbook runs started by other helpers (migration_harness) pass no AWS_*.
+    config.update(endpoint_url=endpoint, regions=regions, aws_access_key_id="testing", aws_secret_access_key="testing")
     config["filters"]["tag:neon_fleet"] = fleet
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{fleet}.aws_ec2.yml"
