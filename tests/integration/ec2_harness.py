@@ -65,6 +65,25 @@ def contract_view(listing: dict) -> dict:
     }
 
 
+TEST_AMI = {
+    "ami_id": "ami-0a1b2c3d4e5f60718",
+    "state": "available",
+    "public": True,
+    "owner_id": "123456789012",
+    "image_location": "neonops/pageserver-test",
+    "sriov": "simple",
+    "root_device_type": "ebs",
+    "root_device_name": "/dev/xvda",
+    "description": "neonops.storage test image",
+    "image_type": "machine",
+    "platform": None,
+    "architecture": "x86_64",
+    "name": "neon-pageserver-test",
+    "virtualization_type": "hvm",
+    "hypervisor": "xen",
+}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,9 +93,14 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def moto_ec2(log_dir: Path):
     port = _free_port()
+    # One AMI instead of moto's ~1300 per region: loading those made DescribeImages time out on a loaded machine.
+    amis = log_dir / "amis.json"
+    amis.write_text(json.dumps([TEST_AMI]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["MOTO_AMIS_PATH"] = str(amis)
     log = open(log_dir / "moto.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env
     )
     url = f"http://127.0.0.1:{port}"
     try:
