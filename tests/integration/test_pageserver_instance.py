@@ -12,6 +12,7 @@ from ec2_harness import (
     BIN,
     CONTRACT_VARS,
     REPO,
+    ec2,
     fleet_state,
     image,
     inventory_file,
@@ -222,3 +223,33 @@ def test_bad_input_fails_clearly_and_creates_nothing(aws, tmp_path, overrides, m
     state = fleet_state(aws["endpoint"], REGION, fleet)
     assert state["instances"] == {}
     assert state["volumes"] == volumes_before
+
+
+def test_adopts_an_instance_without_data_volume_and_attaches_one(aws, tmp_path):
+    """An instance launched by hand (tagged with the node, no data disk) is adopted, not duplicated; the role
+    creates the data volume and attaches it at the device."""
+    fleet = "adopt"
+    client = ec2(aws["endpoint"], REGION)
+    tags = {"Name": "ps5", "neon_role": "pageserver", "neon_node_id": "5", "neon_fleet": fleet}
+    (existing,) = client.run_instances(
+        ImageId=aws["image"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="m5.large",
+        SubnetId=aws["subnet"],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )["Instances"]
+
+    rc, output, result = run_role(
+        tmp_path, role_vars(aws, fleet, pageserver_instance_name="ps5", pageserver_instance_node_id=5)
+    )
+
+    assert rc == 0, output
+    state = fleet_state(aws["endpoint"], REGION, fleet)
+    assert list(state["instances"]) == [existing["InstanceId"]]
+    instance = state["instances"][existing["InstanceId"]]
+    assert instance["tags"]["neon_availability_zone"] == "us-east-1b" and instance["tags"]["team"] == "storage"
+    volume = state["volumes"][instance["devices"]["/dev/sdf"]]
+    assert (volume["size"], volume["type"], volume["tags"]["Name"]) == (1000, "gp3", "ps5-data")
+    record = result["record"]
+    assert record["created"] is False and record["data_volume_id"] == instance["devices"]["/dev/sdf"]

@@ -195,8 +195,10 @@ IMAGES = [
 ]
 
 
-def decide(subnets=SUBNETS, images=IMAGES, instances=(), **overrides):
+def decide(subnets=None, images=None, instances=(), **overrides):
     request = fleet.plan({**VALID, **overrides})
+    subnets = SUBNETS if subnets is None else subnets
+    images = IMAGES if images is None else images
     return fleet.decide(request, request["params"], list(subnets), list(images), list(instances))
 
 
