@@ -10,6 +10,10 @@ inventory reads, the choice between launching and adopting, and the inventory-co
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import TypeGuard
 
 from ansible_collections.neonops.storage.plugins.module_utils._echo import echo
 from ansible_collections.neonops.storage.plugins.module_utils._ids import NODE_ID_MAX
@@ -18,7 +22,7 @@ PREFIX = "pageserver_instance_"
 
 # EBS volume limits per type (AWS EBS User Guide, "Amazon EBS volume types"): size in GiB, iops, throughput in
 # MiB/s, the largest iops per GiB of size, and whether iops/throughput may be set at all.
-VOLUME_TYPES = {
+VOLUME_TYPES: dict[str, dict[str, Any]] = {
     "gp3": {"size": (1, 16384), "iops": (3000, 16000), "throughput": (125, 1000), "iops_per_gib": 500},
     "gp2": {"size": (1, 16384)},
     "io1": {"size": (4, 16384), "iops": (100, 64000), "iops_per_gib": 50, "iops_required": True},
@@ -32,7 +36,7 @@ GP3_THROUGHPUT_PER_IOPS = 0.25
 
 # Upstream defaults of each service's ports (pageserver/src/config.rs, safekeeper/src/lib.rs, compute_tools,
 # storage_controller/src/main.rs in neondatabase/neon); the inventory uses the same ones.
-DEFAULT_PORTS = {
+DEFAULT_PORTS: dict[str, dict[str, int | None]] = {
     "pageserver": {"http": 9898, "pg": 64000},
     "safekeeper": {"http": 7676, "pg": 5454},
     "compute": {"http": 3080, "pg": 55433},
@@ -72,7 +76,7 @@ _S3_PREFIX = re.compile(r"[A-Za-z0-9!_.*'()/-]{0,512}")
 _SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
 
 
-def _is_int(value) -> bool:
+def _is_int(value) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -109,7 +113,7 @@ def validate_volume(errors: _Errors, volume: dict) -> dict:
     """The data volume's EBS settings, checked against the type's limits; the ``ebs`` part of a block device."""
     vtype, size = volume.get("type"), volume.get("size")
     iops, throughput = volume.get("iops") or 0, volume.get("throughput") or 0
-    limits = VOLUME_TYPES.get(vtype)
+    limits = VOLUME_TYPES.get(vtype) if isinstance(vtype, str) else None
     if limits is None:
         errors.add("data_volume_type", vtype, f"is not an EBS volume type ({', '.join(VOLUME_TYPES)})")
         return {}
@@ -175,7 +179,7 @@ def _user_tags(errors: _Errors, tags) -> dict:
             errors.add("tags", key, "is set by the role from its own variables; remove it from the user tags")
         elif _SECRET_TAG_KEY.search(key):
             errors.add("tags", key, "looks like a credential: tags are readable by anyone; use the vault")
-        elif not isinstance(value, str | int) or isinstance(value, bool) or len(str(value)) > 256:
+        elif not isinstance(value, (str, int)) or isinstance(value, bool) or len(str(value)) > 256:
             errors.add("tags", {key: value}, "is not a tag value (a string of up to 256 characters)")
         else:
             out[key] = str(value)
