@@ -35,7 +35,7 @@ NEON_CONNECTION_SPEC = {
 }
 
 U32_MAX = 0xFFFFFFFF
-MAX_WAIT = 7 * 86400.0  # seconds: the longest wait_timeout, download_timeout or deadline
+MAX_WAIT = 7 * 86400.0  # seconds: the longest wait_timeout
 MAX_WAIT_MS = 3_600_000  # milliseconds: the longest flush_ms or wait_ms (one server-side wait)
 
 
@@ -70,8 +70,6 @@ NUMBER_LIMITS = {
     "timeout": Range(0, MAX_TIMEOUT, "seconds", above=0),
     "retries": Range(0, MAX_RETRIES),
     "wait_timeout": Range(0, MAX_WAIT, "seconds"),
-    "download_timeout": Range(0, MAX_WAIT, "seconds"),
-    "deadline": Range(0, MAX_WAIT, "seconds"),
     "poll_interval": Range(0, 3600, "seconds"),
     "flush_ms": Range(0, MAX_WAIT_MS, "milliseconds"),
     "wait_ms": Range(0, MAX_WAIT_MS, "milliseconds"),
@@ -80,7 +78,6 @@ NUMBER_LIMITS = {
     "shard_number": Range(0, 255),  # u8 (libs/utils/src/shard.rs)
     "shard_count": Range(0, 255),
     "shard_stripe_size": Range(0, U32_MAX, "pages"),  # u32
-    "stripe_size": Range(1, U32_MAX, "pages"),
     "pg_version": Range(14, 99),  # a Postgres major version; Neon supports 14 and later
 }
 DEFAULT_INT_LIMIT = Range(0, (1 << 63) - 1)
@@ -180,11 +177,19 @@ def option_problem(field: str, value, spec: dict, limits: dict | None = None) ->
     return None
 
 
-def options_problem(params: dict, argument_spec: dict, limits: dict | None = None) -> str | None:
-    """The first problem among all options (see ``option_problem``), or None."""
+def options_problem(
+    params: dict, argument_spec: dict, limits: dict | None = None, given_as: dict | None = None
+) -> str | None:
+    """The first problem among all options (see ``option_problem``), or None.
+
+    ``given_as`` maps an option name to the alias the caller wrote it as; the message names that alias.
+    """
     for name, spec in argument_spec.items():
         problem = option_problem(name, params.get(name), spec, limits)
         if problem:
+            alias = (given_as or {}).get(name)
+            if alias and problem.startswith(name):
+                problem = f"{alias} (alias of {name}){problem[len(name) :]}"
             return problem
     return None
 
@@ -210,7 +215,9 @@ class NeonModuleMixin:
         self._neon_starting = True
         super().__init__(argument_spec=argument_spec, **kwargs)
         self._neon_starting = False
-        problem = options_problem(self.params, argument_spec, limits)
+        # ansible-core keeps the names as given next to the canonical ones: name an option as the caller wrote it.
+        given_as = {name: alias for alias, name in self.aliases.items() if alias in self.params}
+        problem = options_problem(self.params, argument_spec, limits, given_as)
         if problem:
             self.fail_json(msg=problem)
 
