@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from typing import TYPE_CHECKING
 
 from ansible.module_utils import basic as _basic
 from ansible.module_utils.basic import env_fallback, missing_required_lib
@@ -86,7 +87,7 @@ DEFAULT_FLOAT_LIMIT = Range(0, 1e9)
 # Sizes of string, list and free-form dict options: input can be megabytes long, and nothing of that size is sent.
 STRING_LIMITS = {"api_token": 65536, "source_api_token": 65536, "safekeeper_api_token": 65536}
 DEFAULT_STRING_LIMIT = 4096
-LIST_LIMITS = {}
+LIST_LIMITS: dict[str, int] = {}
 DEFAULT_LIST_LIMIT = 1024
 DICT_LIMITS = {"spec": 4 << 20, "compute_ctl_config": 1 << 20}  # characters of the option as JSON
 DEFAULT_DICT_LIMIT = 65536
@@ -194,7 +195,14 @@ def options_problem(
     return None
 
 
-class NeonModuleMixin:
+if TYPE_CHECKING:
+    # What the mixin is combined with (neon_module); type checkers then see AnsibleModule's attributes.
+    from ansible.module_utils.basic import AnsibleModule as _ModuleBase
+else:
+    _ModuleBase = object
+
+
+class NeonModuleMixin(_ModuleBase):
     """The collection's rules for hostile input and for failures after a change, on top of AnsibleModule.
 
     - Every option is checked (``options_problem``) before the module runs, so before any request.
@@ -247,7 +255,7 @@ class NeonModuleMixin:
         return msg
 
 
-_MODULE_CLASSES = {}
+_MODULE_CLASSES: dict[type, type] = {}
 
 
 def neon_module(argument_spec, limits=None, **kwargs):
