@@ -106,7 +106,7 @@ def _leaf(field: str) -> str:
     return field.rsplit(".", 1)[-1].split("[", 1)[0]
 
 
-def _free_form_problem(value, limit):
+def free_form_problem(value, limit):
     """NUL characters, non-finite numbers and size of a free-form dict or list option."""
     pending = [value]
     while pending:
@@ -170,10 +170,10 @@ def option_problem(field: str, value, spec: dict, limits: dict | None = None) ->
                 if problem:
                     return problem
             return None
-        problem = _free_form_problem(value, DICT_LIMITS.get(name, DEFAULT_DICT_LIMIT))
+        problem = free_form_problem(value, DICT_LIMITS.get(name, DEFAULT_DICT_LIMIT))
         return f"{field}: {problem}" if problem else None
     if kind == "raw":
-        problem = _free_form_problem(value, DEFAULT_DICT_LIMIT)
+        problem = free_form_problem(value, DEFAULT_DICT_LIMIT)
         return f"{field}: {problem}" if problem else None
     return None
 
