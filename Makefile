@@ -35,7 +35,8 @@ lint: deps
 	ruff format --check .
 	antsibull-changelog lint
 
-# mypy over neonsim (files and options in pyproject.toml): a stale type import or a call that no longer fits fails.
+# mypy over neonsim and plugins/module_utils (files and options in pyproject.toml): a stale type import or a
+# call that no longer fits fails.
 typecheck: deps
 	mypy
 

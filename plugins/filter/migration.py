@@ -8,8 +8,13 @@ The decisions themselves live in module_utils/_migration.py (unit-tested); these
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
+import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.neonops.storage.plugins.module_utils import _migration as decide
+from ansible_collections.neonops.storage.plugins.module_utils import _migration_args as role_args
 
 # inventory variable -> the engine's field (docs/contracts.md section 4)
 _PAGESERVER_VARS = {
@@ -129,9 +134,29 @@ def migration_compute_on_destination(compute_info_result, targets):
     )
 
 
+@functools.cache
+def _role_options() -> dict:
+    """The tenant_migration role's options, from its meta/argument_specs.yml (one home for types and choices)."""
+    path = Path(__file__).resolve().parents[2] / "roles" / "tenant_migration" / "meta" / "argument_specs.yml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["argument_specs"]["main"]["options"]
+
+
+def migration_args_problem(values, groups, hostvars):
+    """The first problem of a tenant_migration run's variables and inventory, or ``""`` when there is none."""
+    if not isinstance(values, dict):
+        raise AnsibleFilterError(f"migration_args_problem: expected a dict of variables, got {type(values).__name__}")
+    hosts = {group: list(groups.get(group) or []) for group in role_args.URL_GROUPS}
+    problem = role_args.role_vars_problem(values, _role_options()) or role_args.inventory_problem(hosts, hostvars)
+    if not problem:
+        pageservers = [{"name": host, "node_id": hostvars[host].get("neon_node_id")} for host in hosts["pageservers"]]
+        problem = role_args.node_problem(values, pageservers)
+    return problem or ""
+
+
 class FilterModule:
     def filters(self):
         return {
+            "migration_args_problem": migration_args_problem,
             "migration_nodes": migration_nodes,
             "migration_computes": migration_computes,
             "migration_compute_plan": migration_compute_plan,

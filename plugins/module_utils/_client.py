@@ -24,7 +24,7 @@ try:
 except ImportError as _import_error:  # reported by the module through missing_required_lib
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = _import_error
-    Retry = object  # keeps the class statement below importable
+    Retry = object  # type: ignore[misc,assignment]  # keeps the class statement below importable
 
 IDEMPOTENT_METHODS = frozenset({"GET", "PUT"})
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -319,15 +319,22 @@ class NeonClient:
         if mutating is None:
             mutating = method not in READ_METHODS
         request_timeout = min(timeout or self.timeout, MAX_REQUEST_TIMEOUT)
-        kwargs = {"timeout": request_timeout, "verify": self.session.verify}
-        if params:
-            kwargs["params"] = {k: _query_value(v) for k, v in params.items() if v is not None}
+        query = {k: _query_value(v) for k, v in params.items() if v is not None} if params else None
+        data = headers = None
         if json is not _UNSET:
             # allow_nan=False: NaN and Infinity are not JSON; a value carrying them is refused, not sent.
-            kwargs["data"] = _json.dumps(json, allow_nan=False)
-            kwargs["headers"] = {"Content-Type": "application/json"}
+            data = _json.dumps(json, allow_nan=False)
+            headers = {"Content-Type": "application/json"}
         try:
-            response = self.session.request(method, url, **kwargs)
+            response = self.session.request(
+                method,
+                url,
+                params=query,
+                data=data,
+                headers=headers,
+                timeout=request_timeout,
+                verify=self.session.verify,
+            )
         except requests.exceptions.RequestException as exc:
             raise NeonAPIError(method, url, None, _redact(_transport_message(exc), self._token)) from None
         except (OSError, ValueError) as exc:  # e.g. an unreadable CA file, a URL urllib3 cannot encode

@@ -98,7 +98,7 @@ def validate_shard_count(value, field="shard_count") -> int:
     return value
 
 
-def validate_stripe_size(value, field="stripe_size") -> int:
+def validate_stripe_size(value, field="shard_stripe_size") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_STRIPE_SIZE:
         raise ValueError(f"{field}: {echo(value)} is not a valid stripe size (1..{MAX_STRIPE_SIZE} pages of 8 KiB)")
     return value
@@ -133,9 +133,11 @@ def build_connection_info(pageservers: list, shard_count: int, stripe_size: int 
         )
     if shard_count == 0:
         if stripe_size is not None:
-            raise ValueError(f"stripe_size: must be unset for an unsharded tenant (shard_count 0), got {stripe_size}")
+            raise ValueError(
+                f"shard_stripe_size: must be unset for an unsharded tenant (shard_count 0), got {stripe_size}"
+            )
     elif stripe_size is None:
-        raise ValueError(f"stripe_size: required for a sharded tenant (shard_count {shard_count})")
+        raise ValueError(f"shard_stripe_size: required for a sharded tenant (shard_count {shard_count})")
     else:
         validate_stripe_size(stripe_size)
     if prefer_protocol not in PREFER_PROTOCOLS:

@@ -161,7 +161,13 @@ def shard_stage(src_mode: str, dst_mode: str) -> str:
 
 
 def describe_shard(
-    tsid: str, src_loc, dst_loc, src_reachable: bool, journal_shard: dict, suspend_overrides: dict, fallback_conf=None
+    tsid: str,
+    src_loc,
+    dst_loc,
+    src_reachable: bool,
+    journal_shard: dict | None,
+    suspend_overrides: dict,
+    fallback_conf=None,
 ):
     """One shard's observed state, its originals (from the journal first) and its stage.
 
@@ -326,7 +332,7 @@ def creation_order(missing: list) -> list:
 # ---- computes ------------------------------------------------------------------------------------------------
 
 
-def tenant_computes(computes: list, tenant_id: str) -> list:
+def tenant_computes(computes: list | None, tenant_id: str) -> list:
     return [c for c in computes or [] if str(c.get("tenant_id") or "").lower() == tenant_id]
 
 
@@ -484,7 +490,7 @@ def lsn_text(value) -> str:
     return str(Lsn(int(value)))
 
 
-def lsn_texts(by_shard: dict) -> dict:
+def lsn_texts(by_shard: dict | None) -> dict:
     return {tsid: {tl: lsn_text(v) for tl, v in tls.items()} for tsid, tls in (by_shard or {}).items()}
 
 

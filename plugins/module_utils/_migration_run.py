@@ -27,7 +27,7 @@ from ansible_collections.neonops.storage.plugins.module_utils import _migration 
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
 from ansible_collections.neonops.storage.plugins.module_utils import _safekeeper as sk
 from ansible_collections.neonops.storage.plugins.module_utils import _storcon as storcon
-from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
+from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError, NeonClient
 from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn
 from ansible_collections.neonops.storage.plugins.module_utils._migration import MigrationError
 from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, backoff, poll
@@ -111,7 +111,7 @@ class MigrationRun:
     def __init__(self, params: dict, clients, warn, clock=time.time, sleep=time.sleep, monotonic=time.monotonic):
         self.p = params
         self._client_factory = clients
-        self._clients = {}
+        self._clients: dict[str, NeonClient] = {}
         self.warn = warn
         self.clock = clock
         self.sleep = sleep
@@ -749,7 +749,7 @@ class MigrationRun:
         run, s = self.run, self.run["options"]
         started = self.monotonic()
         reached_all = {}
-        history = {tsid: [] for tsid in run.get("targets", {})}
+        history: dict[str, list] = {tsid: [] for tsid in run.get("targets", {})}
         for tsid, targets in run.get("targets", {}).items():
 
             def probe(tsid=tsid, targets=targets):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from typing import TYPE_CHECKING
 
 from ansible.module_utils import basic as _basic
 from ansible.module_utils.basic import env_fallback, missing_required_lib
@@ -35,7 +36,7 @@ NEON_CONNECTION_SPEC = {
 }
 
 U32_MAX = 0xFFFFFFFF
-MAX_WAIT = 7 * 86400.0  # seconds: the longest wait_timeout, download_timeout or deadline
+MAX_WAIT = 7 * 86400.0  # seconds: the longest wait_timeout
 MAX_WAIT_MS = 3_600_000  # milliseconds: the longest flush_ms or wait_ms (one server-side wait)
 
 
@@ -70,8 +71,6 @@ NUMBER_LIMITS = {
     "timeout": Range(0, MAX_TIMEOUT, "seconds", above=0),
     "retries": Range(0, MAX_RETRIES),
     "wait_timeout": Range(0, MAX_WAIT, "seconds"),
-    "download_timeout": Range(0, MAX_WAIT, "seconds"),
-    "deadline": Range(0, MAX_WAIT, "seconds"),
     "poll_interval": Range(0, 3600, "seconds"),
     "flush_ms": Range(0, MAX_WAIT_MS, "milliseconds"),
     "wait_ms": Range(0, MAX_WAIT_MS, "milliseconds"),
@@ -80,7 +79,6 @@ NUMBER_LIMITS = {
     "shard_number": Range(0, 255),  # u8 (libs/utils/src/shard.rs)
     "shard_count": Range(0, 255),
     "shard_stripe_size": Range(0, U32_MAX, "pages"),  # u32
-    "stripe_size": Range(1, U32_MAX, "pages"),
     "pg_version": Range(14, 99),  # a Postgres major version; Neon supports 14 and later
 }
 DEFAULT_INT_LIMIT = Range(0, (1 << 63) - 1)
@@ -89,7 +87,7 @@ DEFAULT_FLOAT_LIMIT = Range(0, 1e9)
 # Sizes of string, list and free-form dict options: input can be megabytes long, and nothing of that size is sent.
 STRING_LIMITS = {"api_token": 65536, "source_api_token": 65536, "safekeeper_api_token": 65536}
 DEFAULT_STRING_LIMIT = 4096
-LIST_LIMITS = {}
+LIST_LIMITS: dict[str, int] = {}
 DEFAULT_LIST_LIMIT = 1024
 DICT_LIMITS = {"spec": 4 << 20, "compute_ctl_config": 1 << 20}  # characters of the option as JSON
 DEFAULT_DICT_LIMIT = 65536
@@ -108,7 +106,7 @@ def _leaf(field: str) -> str:
     return field.rsplit(".", 1)[-1].split("[", 1)[0]
 
 
-def _free_form_problem(value, limit):
+def free_form_problem(value, limit):
     """NUL characters, non-finite numbers and size of a free-form dict or list option."""
     pending = [value]
     while pending:
@@ -172,24 +170,39 @@ def option_problem(field: str, value, spec: dict, limits: dict | None = None) ->
                 if problem:
                     return problem
             return None
-        problem = _free_form_problem(value, DICT_LIMITS.get(name, DEFAULT_DICT_LIMIT))
+        problem = free_form_problem(value, DICT_LIMITS.get(name, DEFAULT_DICT_LIMIT))
         return f"{field}: {problem}" if problem else None
     if kind == "raw":
-        problem = _free_form_problem(value, DEFAULT_DICT_LIMIT)
+        problem = free_form_problem(value, DEFAULT_DICT_LIMIT)
         return f"{field}: {problem}" if problem else None
     return None
 
 
-def options_problem(params: dict, argument_spec: dict, limits: dict | None = None) -> str | None:
-    """The first problem among all options (see ``option_problem``), or None."""
+def options_problem(
+    params: dict, argument_spec: dict, limits: dict | None = None, given_as: dict | None = None
+) -> str | None:
+    """The first problem among all options (see ``option_problem``), or None.
+
+    ``given_as`` maps an option name to the alias the caller wrote it as; the message names that alias.
+    """
     for name, spec in argument_spec.items():
         problem = option_problem(name, params.get(name), spec, limits)
         if problem:
+            alias = (given_as or {}).get(name)
+            if alias and problem.startswith(name):
+                problem = f"{alias} (alias of {name}){problem[len(name) :]}"
             return problem
     return None
 
 
-class NeonModuleMixin:
+if TYPE_CHECKING:
+    # What the mixin is combined with (neon_module); type checkers then see AnsibleModule's attributes.
+    from ansible.module_utils.basic import AnsibleModule as _ModuleBase
+else:
+    _ModuleBase = object
+
+
+class NeonModuleMixin(_ModuleBase):
     """The collection's rules for hostile input and for failures after a change, on top of AnsibleModule.
 
     - Every option is checked (``options_problem``) before the module runs, so before any request.
@@ -210,7 +223,9 @@ class NeonModuleMixin:
         self._neon_starting = True
         super().__init__(argument_spec=argument_spec, **kwargs)
         self._neon_starting = False
-        problem = options_problem(self.params, argument_spec, limits)
+        # ansible-core keeps the names as given next to the canonical ones: name an option as the caller wrote it.
+        given_as = {name: alias for alias, name in self.aliases.items() if alias in self.params}
+        problem = options_problem(self.params, argument_spec, limits, given_as)
         if problem:
             self.fail_json(msg=problem)
 
@@ -240,7 +255,7 @@ class NeonModuleMixin:
         return msg
 
 
-_MODULE_CLASSES = {}
+_MODULE_CLASSES: dict[type, type] = {}
 
 
 def neon_module(argument_spec, limits=None, **kwargs):

@@ -186,7 +186,7 @@ def create_timeline(
     A branch when ``ancestor_timeline_id`` is given, else a bootstrap (root) timeline. Never retried by the
     client: 409 (exists with other parameters) and 429 (being created) surface as ``NeonAPIError``.
     """
-    body = {"new_timeline_id": validate_timeline_id(timeline_id)}
+    body: dict[str, object] = {"new_timeline_id": validate_timeline_id(timeline_id)}
     if ancestor_timeline_id is not None:
         body["ancestor_timeline_id"] = validate_timeline_id(ancestor_timeline_id, "ancestor_timeline_id")
         if ancestor_start_lsn is not None:
@@ -250,7 +250,7 @@ def secondary_status(client, tenant_shard_id) -> dict:
 
 def wait_lsn(client, tenant_shard_id, lsns: dict, timeout_s: float, http_timeout=None) -> int:
     """``POST …/wait_lsn``: 200 all reached, 202 timed out, 404 none of the timelines exist."""
-    body = {validate_timeline_id(tl): str(Lsn.parse(lsn)) for tl, lsn in lsns.items()}
+    body: dict[str, object] = {validate_timeline_id(tl): str(Lsn.parse(lsn)) for tl, lsn in lsns.items()}
     whole = int(timeout_s)
     body["timeout"] = {"secs": whole, "nanos": int(round((timeout_s - whole) * 1e9))}
     response = client.post(

@@ -24,6 +24,7 @@ import re
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any
 
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_tenant_id
 
@@ -47,6 +48,15 @@ _SHARD_INDEX = re.compile(r"^[0-9a-f]{4}$")
 
 class S3LayoutError(Exception):
     """The bucket holds something that breaks Neon's key layout (an unreadable index_part, a missing layer)."""
+
+
+class CopyInterrupted(Exception):
+    """A copy failed part way: ``cause`` is the first failure, ``copied`` the figures of what was copied before."""
+
+    def __init__(self, cause: BaseException, copied: dict):
+        super().__init__(str(cause))
+        self.cause = cause
+        self.copied = copied
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -136,7 +146,7 @@ def parse_key(key: str, prefix: str) -> dict | None:
         return None
     if str(tsid) != parts[0] or len(parts) < 2:
         return None
-    out = {
+    out: dict[str, Any] = {
         "tenant_shard_id": parts[0],
         "tenant_id": tsid.tenant_id,
         "kind": "other",
@@ -148,9 +158,9 @@ def parse_key(key: str, prefix: str) -> dict | None:
         name = parts[1]
         if name == "heatmap-v1.json":
             out["kind"] = "heatmap"
-        elif _MANIFEST.match(name):
+        elif manifest := _MANIFEST.match(name):
             out["kind"] = "tenant_manifest"
-            gen = _MANIFEST.match(name).group(1)
+            gen = manifest.group(1)
             out["generation"] = int(gen, 16) if gen else None
         return out
     if len(parts) == 4 and parts[1] == "timelines" and _HEX32.match(parts[2]):
@@ -202,7 +212,7 @@ def referenced_layers(index_part, prefix: str, tenant_id: str, timeline_id: str)
 
 def newest_indexes(objects: dict, prefix: str) -> dict:
     """``{(tenant_shard_id, timeline_id): (key, generation)}``: each timeline's newest index_part (legacy = -1)."""
-    best = {}
+    best: dict[tuple[str, str], tuple[str, int]] = {}
     for key in objects:
         info = parse_key(key, prefix)
         if not info or info["kind"] != "index_part":
@@ -216,7 +226,7 @@ def newest_indexes(objects: dict, prefix: str) -> dict:
 
 def summarize(objects: dict, prefix: str) -> dict:
     """Group a listing ``{key: {"size", "etag"}}`` by tenant and shard (the s3_prefix_info result)."""
-    tenants = {}
+    tenants: dict[str, dict] = {}
     other = {"objects": 0, "bytes": 0}
     newest = newest_indexes(objects, prefix)
     for key, obj in objects.items():
@@ -330,7 +340,8 @@ def _copy_order(key: str, prefix: str) -> int:
 
 def plan_copy(client, src_objects: dict, dst_objects: dict, dst_bucket: str, src_prefix: str, dst_prefix: str):
     """Split the source objects into ``(to_copy, skipped)``: lists of ``(src_key, dst_key, obj)`` in copy order."""
-    to_copy, skipped = [], []
+    to_copy: list[tuple[str, str, dict]] = []
+    skipped: list[tuple[str, str, dict]] = []
     for key in sorted(src_objects, key=lambda k: (_copy_order(k, src_prefix), k)):
         obj = src_objects[key]
         dkey = dest_key(key, src_prefix, dst_prefix)
@@ -353,8 +364,8 @@ def copy_objects(
 
     Objects below ``multipart_threshold`` take one CopyObject; larger ones go through boto3's managed copy
     (s3transfer: CreateMultipartUpload + UploadPartCopy). Each copy carries the source ETag in its metadata.
-    On the first failure no new copy starts; the ones in flight finish, then the error is raised with the
-    figures so far in ``exc.neonops_copied``.
+    On the first failure no new copy starts; the ones in flight finish, then ``CopyInterrupted`` is raised with
+    that failure and the figures so far.
     """
     copied = {"objects": 0, "bytes": 0, "multipart": 0}
     lock = threading.Lock()
@@ -379,7 +390,7 @@ def copy_objects(
         if progress:
             progress(src_key, dst_key, obj)
 
-    phases = {}
+    phases: dict[int, list] = {}
     for item in plan:
         phases.setdefault(_copy_order(item[0], src_prefix), []).append(item)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
@@ -398,8 +409,7 @@ def copy_objects(
                 failure = next((f.exception() for f in done if f.exception() is not None), None)
             if failure is not None:
                 wait(running)
-                failure.neonops_copied = copied
-                raise failure
+                raise CopyInterrupted(failure, copied) from failure
     return copied
 
 
@@ -464,8 +474,9 @@ def copy_tenant(
     src_objects = list_tenant(client, src_bucket, src_prefix, tenant_id)
     dst_objects = list_tenant(client, dst_bucket, dst_prefix, tenant_id)
     to_copy, skipped = plan_copy(client, src_objects, dst_objects, dst_bucket, src_prefix, dst_prefix)
-    shards = sorted({parse_key(k, src_prefix)["tenant_shard_id"] for k in src_objects if parse_key(k, src_prefix)})
-    result = {
+    parsed = (parse_key(key, src_prefix) for key in src_objects)
+    shards = sorted({info["tenant_shard_id"] for info in parsed if info})
+    result: dict[str, Any] = {
         "tenant_id": tenant_id,
         "shards": shards,
         "source": {"objects": len(src_objects), "bytes": sum(o["size"] for o in src_objects.values())},

@@ -79,12 +79,15 @@ options:
       - Defaults to the spec's current shard count when it fits O(pageservers), else V(0) for one pageserver
         and the number of O(pageservers) otherwise.
     type: int
-  stripe_size:
+  shard_stripe_size:
     description:
       - Stripe size in 8 KiB pages (1 to 4294967295) of a sharded tenant. Must match the tenant's.
       - Defaults to the spec's current stripe size. Required for a sharded tenant whose spec has none.
       - Ignored for an unsharded tenant (O(shard_count=0)); upstream requires it unset there.
+      - The name is the pageserver's location config field (as in M(neonops.storage.tenant_location));
+        O(stripe_size) is its former name, kept as an alias.
     type: int
+    aliases: [stripe_size]
   prefer_protocol:
     description: Protocol the compute prefers for pageserver reads. Defaults to the spec's, else V(libpq).
     type: str
@@ -113,7 +116,9 @@ options:
     type: float
     default: 120
   poll_interval:
-    description: Seconds between retries and status polls. From 0 to 3600.
+    description:
+      - The longest pause in seconds between retries and status polls; pauses start at 0.05 s and double up to it.
+      - From 0 to 3600.
     type: float
     default: 1
   apply:
@@ -163,7 +168,7 @@ EXAMPLES = r"""
     spec_path: /var/lib/compute/spec.json
     compute_ctl_config: "{{ compute_ctl_config }}"
     shard_count: 2
-    stripe_size: 2048
+    shard_stripe_size: 2048
     pageservers:
       - node_id: 1
         libpq_url: postgres://no_user@ps-1.internal:64000
@@ -231,11 +236,18 @@ import time
 from ansible_collections.neonops.storage.plugins.module_utils import _compute
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
+    U32_MAX,
+    Range,
     client_from_module,
     fail_api,
     neon_argument_spec,
     neon_module,
 )
+from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, poll
+
+
+def _sleep(seconds):
+    time.sleep(seconds)
 
 
 def argument_spec():
@@ -253,7 +265,7 @@ def argument_spec():
             },
         },
         shard_count={"type": "int"},
-        stripe_size={"type": "int"},
+        shard_stripe_size={"type": "int", "aliases": ["stripe_size"]},
         prefer_protocol={"type": "str", "choices": list(_compute.PREFER_PROTOCOLS)},
         compute_ctl_config={"type": "dict"},
         skip_pg_catalog_updates={"type": "bool", "default": True},
@@ -323,7 +335,7 @@ class ComputePageserver:
                 shard_count = spec_count
             else:
                 shard_count = 0 if len(pageservers) == 1 else len(pageservers)
-        stripe_size = params["stripe_size"]
+        stripe_size = params["shard_stripe_size"]
         try:
             _compute.validate_shard_count(shard_count)
             if stripe_size is not None:
@@ -351,6 +363,10 @@ class ComputePageserver:
     def remaining(self):
         return self.deadline - time.monotonic()
 
+    def poll(self, probe, what):
+        """poll() within what is left of the one wait_timeout budget; poll_interval is the longest pause."""
+        return poll(probe, self.remaining(), what, ceiling=self.params["poll_interval"], sleep=_sleep)
+
     def configure(self, new_spec, config):
         """POST /configure, retrying while compute_ctl is busy (412); returns the number of 412 answers."""
         request_spec = dict(new_spec)
@@ -358,51 +374,71 @@ class ComputePageserver:
             request_spec["skip_pg_catalog_updates"] = True
         busy = 0
         attempted = "Configuring the compute with the new pageserver connection"
-        while True:
+
+        def probe():
+            nonlocal busy
             # /configure blocks until the compute is running again: give it the rest of the wait budget.
             timeout = max(self.remaining(), self.params["timeout"])
             try:
                 _compute.configure(self.client, request_spec, config, timeout=timeout)
-                return busy
+                return True, None
             except NeonAPIError as exc:
-                if exc.status == 412 and self.remaining() > 0:
-                    busy += 1
-                    time.sleep(min(self.params["poll_interval"], max(self.remaining(), 0)))
-                    continue
                 if exc.status == 412:
-                    attempted += f" (busy for {self.params['wait_timeout']:g}s, {busy + 1} attempts)"
-                elif exc.status is None:
-                    attempted += " (the compute may still apply it; check compute_info)"
-                fail_api(self.module, exc, attempted, busy_retries=busy)
+                    busy += 1
+                    return False, exc
+                failed = attempted
+                if exc.status is None:
+                    failed += " (the compute may still apply it; check compute_info)"
+                fail_api(self.module, exc, failed, busy_retries=busy)
+
+        try:
+            self.poll(probe, attempted)
+        except PollTimeout as exc:
+            # The last 412 is counted as an attempt, not as a retry.
+            fail_api(
+                self.module,
+                exc.last,
+                f"{attempted} (busy for {self.params['wait_timeout']:g}s, {busy} attempts)",
+                busy_retries=busy - 1,
+            )
+        return busy
 
     def wait_running(self):
         attempted = "Waiting for the compute to be running after /configure"
-        while True:
+
+        def probe():
             compute = self.status(attempted)
             state = compute.get("status")
-            if state == "running":
-                return compute
             if state in _compute.TERMINAL_STATUSES:
                 self.fail(
                     f"{attempted}: status is {state}: {compute.get('error') or 'no error given'}", compute=compute
                 )
-            if self.remaining() <= 0:
-                self.fail(f"{attempted}: still {state} after {self.params['wait_timeout']:g}s", compute=compute)
-            time.sleep(min(self.params["poll_interval"], max(self.remaining(), 0)))
+            return state == "running", compute
+
+        try:
+            return self.poll(probe, attempted)
+        except PollTimeout as exc:
+            compute = exc.last
+            self.fail(
+                f"{attempted}: still {compute.get('status')} after {self.params['wait_timeout']:g}s", compute=compute
+            )
 
     def verify_conf(self, connstring, stripe_size, shards):
         """postgresql.conf must show the new connection; compute_ctl rewrites it before reporting running."""
-        while True:
+
+        def probe():
             conf = self.conf_connection()
-            if conf["connstring"] == connstring and (shards <= 1 or conf["stripe_size"] == stripe_size):
-                return
-            if self.remaining() <= 0:
-                self.fail(
-                    f"Verifying {self.params['pgdata']}/postgresql.conf after /configure failed: it shows "
-                    f"neon.pageserver_connstring {conf['connstring']!r} and neon.stripe_size {conf['stripe_size']!r}, "
-                    f"expected {connstring!r} and {stripe_size!r}"
-                )
-            time.sleep(min(self.params["poll_interval"], max(self.remaining(), 0)))
+            return conf["connstring"] == connstring and (shards <= 1 or conf["stripe_size"] == stripe_size), conf
+
+        try:
+            self.poll(probe, "postgresql.conf shows the new connection")
+        except PollTimeout as exc:
+            conf = exc.last
+            self.fail(
+                f"Verifying {self.params['pgdata']}/postgresql.conf after /configure failed: it shows "
+                f"neon.pageserver_connstring {conf['connstring']!r} and neon.stripe_size {conf['stripe_size']!r}, "
+                f"expected {connstring!r} and {stripe_size!r}"
+            )
 
     def write_spec(self, new_spec):
         path = self.params["spec_path"]
@@ -490,6 +526,8 @@ def main():
         required_if=[("apply", "spec_file", ("spec_path",))],
         mutually_exclusive=[("spec", "spec_path")],
         supports_check_mode=True,
+        # A stripe of 0 pages places no key; compute_ctl's spec refuses it (the location config's 0 means unsharded).
+        limits={"shard_stripe_size": Range(1, U32_MAX, "pages")},
     )
     ComputePageserver(module).run()
 

@@ -255,8 +255,12 @@ def main():
             transfer_config,
             module.params["multipart_threshold"],
         )
+    except _s3.CopyInterrupted as exc:
+        if not isinstance(exc.cause, (BotoCoreError, ClientError)):
+            raise exc.cause from None
+        module.fail_json_aws(exc.cause, msg=what, copied=exc.copied)
     except (BotoCoreError, ClientError) as exc:
-        module.fail_json_aws(exc, msg=what, copied=getattr(exc, "neonops_copied", None))
+        module.fail_json_aws(exc, msg=what, copied=None)
     except _s3.S3LayoutError as exc:
         module.fail_json(msg=f"{what}: {exc}")
     if module.check_mode:

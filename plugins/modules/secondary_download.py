@@ -11,7 +11,7 @@ version_added: 0.1.0
 description:
   - Drives C(POST /v1/tenant/{tenant_shard_id}/secondary/download?wait_ms=N) on the pageserver that holds a
     Secondary location, until the download is complete (HTTP 200 with as many layers downloaded as the heatmap
-    lists) or O(download_timeout) expires. Returns a snapshot of the progress after every call.
+    lists) or O(wait_timeout) expires. Returns a snapshot of the progress after every call.
   - Fails clearly when no heatmap exists yet (HTTP 200 with C(heatmap_mtime=null)); upload one on the
     attached location first with M(neonops.storage.heatmap_upload).
   - In check mode it only reads C(GET /v1/tenant/{tenant_shard_id}/secondary/status).
@@ -43,13 +43,16 @@ options:
       - From 0 to 3600000.
     type: int
     default: 10000
-  download_timeout:
-    description: Overall seconds to keep driving the download. From 0 to 604800 (7 days).
+  wait_timeout:
+    description:
+      - Overall seconds to keep driving the download. From 0 to 604800 (7 days).
+      - O(download_timeout) is its former name, kept as an alias.
     type: float
     default: 600
+    aliases: [download_timeout]
   require_complete:
     description:
-      - Fail when the download is not complete after O(download_timeout). With V(false), return
+      - Fail when the download is not complete after O(wait_timeout). With V(false), return
         RV(complete=false) instead.
     type: bool
     default: true
@@ -66,7 +69,7 @@ EXAMPLES = r"""
     api_url: "{{ hostvars['ps-2'].neon_api_url }}"
     tenant_shard_id: 1f359dd625e519a1a4e8d7509690f6fc
     wait_ms: 5000
-    download_timeout: 900
+    wait_timeout: 900
   register: warmup
 
 - name: Report progress
@@ -113,8 +116,13 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     neon_module,
     validate_or_fail,
 )
+from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, poll
 
 MAX_SNAPSHOTS = 50
+
+
+def _sleep(seconds):
+    time.sleep(seconds)
 
 
 def is_complete(progress: dict) -> bool:
@@ -135,7 +143,7 @@ def main():
         argument_spec=neon_argument_spec(
             tenant_shard_id={"type": "str", "required": True},
             wait_ms={"type": "int", "default": 10000},
-            download_timeout={"type": "float", "default": 600.0},
+            wait_timeout={"type": "float", "default": 600.0, "aliases": ["download_timeout"]},
             require_complete={"type": "bool", "default": True},
         ),
         supports_check_mode=True,
@@ -144,7 +152,7 @@ def main():
     tsid = validate_or_fail(module, TenantShardId.parse, p["tenant_shard_id"], "tenant_shard_id")
     client = client_from_module(module)
     started = time.monotonic()
-    deadline = started + p["download_timeout"]
+    deadline = started + p["wait_timeout"]
     not_secondary = "no Secondary location for this shard on this pageserver"
 
     try:
@@ -157,9 +165,9 @@ def main():
         )
 
     snapshots = []
-    progress = initial
     http_timeout = client.timeout + p["wait_ms"] / 1000.0
-    while True:
+
+    def probe():
         try:
             status, progress = ps.secondary_download(client, tsid, wait_ms=p["wait_ms"], timeout=http_timeout)
         except NeonAPIError as exc:
@@ -173,17 +181,20 @@ def main():
                 progress=progress,
                 snapshots=snapshots,
             )
-        if status == 200 and is_complete(progress):
-            break
-        if time.monotonic() >= deadline:
-            if p["require_complete"]:
-                module.fail_json(
-                    msg=f"secondary download of {tsid} not complete after {p['download_timeout']}s: "
-                    f"{progress.get('layers_downloaded')}/{progress.get('layers_total')} layers",
-                    progress=progress,
-                    snapshots=snapshots,
-                )
-            break
+        return status == 200 and is_complete(progress), progress
+
+    try:
+        # No pause between calls: each one waits on the pageserver for up to wait_ms.
+        progress = poll(probe, deadline - time.monotonic(), f"secondary download of {tsid}", ceiling=0, sleep=_sleep)
+    except PollTimeout as exc:
+        progress = exc.last
+        if p["require_complete"]:
+            module.fail_json(
+                msg=f"secondary download of {tsid} not complete after {p['wait_timeout']}s: "
+                f"{progress.get('layers_downloaded')}/{progress.get('layers_total')} layers",
+                progress=progress,
+                snapshots=snapshots,
+            )
 
     changed = (progress.get("bytes_downloaded"), progress.get("layers_downloaded"), progress.get("heatmap_mtime")) != (
         initial.get("bytes_downloaded"),

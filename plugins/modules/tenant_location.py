@@ -200,6 +200,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     neon_module,
     validate_or_fail,
 )
+from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, poll
 
 BUSY_STATUSES = (409, 503)
 _ABSENT = object()
@@ -207,10 +208,6 @@ _ABSENT = object()
 
 def _sleep(seconds):
     time.sleep(seconds)
-
-
-def _backoff(attempt: int) -> float:
-    return min(0.2 * (2**attempt), 2.0)
 
 
 class LocationManager:
@@ -224,22 +221,29 @@ class LocationManager:
     def fail(self, msg, **extra):
         self.module.fail_json(msg=msg, tenant_shard_id=str(self.tsid), **extra)
 
+    def remaining(self) -> float:
+        """Seconds left of the one wait_timeout budget shared by every wait of this run."""
+        return self.deadline - time.monotonic()
+
+    def poll(self, probe, what, on_retry=None):
+        return poll(probe, self.remaining(), what, sleep=_sleep, on_retry=on_retry)
+
     def read_current(self):
         """The slot's LocationConfig, or _ABSENT; waits while someone else reconfigures the slot (null)."""
-        attempt = 0
-        while True:
+
+        def probe():
             try:
                 current = ps.location_config(self.client, self.tsid)
             except NeonAPIError as exc:
                 if exc.not_found:
-                    return _ABSENT
+                    return True, _ABSENT
                 fail_api(self.module, exc, f"read location config of {self.tsid}")
-            if current is not None:
-                return current
-            if time.monotonic() >= self.deadline:
-                self.fail(f"location of {self.tsid} is still being reconfigured after {self.params['wait_timeout']}s")
-            _sleep(_backoff(attempt))
-            attempt += 1
+            return current is not None, current
+
+        try:
+            return self.poll(probe, f"location config of {self.tsid}")
+        except PollTimeout:
+            self.fail(f"location of {self.tsid} is still being reconfigured after {self.params['wait_timeout']}s")
 
     def desired(self, current):
         p = self.params
@@ -298,43 +302,49 @@ class LocationManager:
         timeout = self.client.timeout
         if p["flush_ms"]:
             timeout = max(timeout, p["flush_ms"] / 1000.0 + 10.0)
-        attempt = 0
-        while True:
+        attempted = f"set location of {self.tsid} to {desired_body['mode']}"
+
+        def probe():
             try:
-                return ps.put_location_config(
+                return True, ps.put_location_config(
                     self.client, self.tsid, desired_body, flush_ms=p["flush_ms"], lazy=p["lazy"], timeout=timeout
                 )
             except NeonAPIError as exc:
-                if exc.status in BUSY_STATUSES and time.monotonic() < self.deadline:
-                    self.module.warn(f"{exc}; the slot is busy, retrying")
-                    _sleep(_backoff(attempt))
-                    attempt += 1
-                    continue
-                fail_api(self.module, exc, f"set location of {self.tsid} to {desired_body['mode']}")
+                if exc.status in BUSY_STATUSES:
+                    return False, exc
+                fail_api(self.module, exc, attempted)
+
+        try:
+            return self.poll(
+                probe, attempted, on_retry=lambda exc, _: self.module.warn(f"{exc}; the slot is busy, retrying")
+            )
+        except PollTimeout as exc:
+            fail_api(self.module, exc.last, attempted)
 
     def wait_active(self):
-        attempt = 0
-        state = None
-        while True:
+        seen = {"state": None}  # the last state read; an answer 404/409/503 (still activating) keeps it
+
+        def probe():
             try:
                 details = ps.tenant(self.client, self.tsid)
-                state = (details or {}).get("state") or {}
+                seen["state"] = (details or {}).get("state") or {}
             except NeonAPIError as exc:
                 if not (exc.not_found or exc.status in (409, 503)):
                     fail_api(self.module, exc, f"read state of {self.tsid} while waiting for it to become Active")
-            if state and state.get("slug") == "Active":
-                return state
+            state = seen["state"]
             if state and state.get("slug") == "Broken":
                 data = state.get("data")
                 reason = data.get("reason", "no reason given") if isinstance(data, dict) else data or "no reason given"
                 self.fail(f"tenant shard {self.tsid} is Broken after attaching: {reason}", tenant_state=state)
-            if time.monotonic() >= self.deadline:
-                self.fail(
-                    f"tenant shard {self.tsid} did not become Active within {self.params['wait_timeout']}s",
-                    tenant_state=state,
-                )
-            _sleep(_backoff(attempt))
-            attempt += 1
+            return bool(state) and state.get("slug") == "Active", state
+
+        try:
+            return self.poll(probe, f"tenant shard {self.tsid} Active")
+        except PollTimeout as exc:
+            self.fail(
+                f"tenant shard {self.tsid} did not become Active within {self.params['wait_timeout']}s",
+                tenant_state=exc.last,
+            )
 
 
 def location_matches(current, desired) -> bool:

@@ -327,6 +327,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.neonops.storage.plugins.module_utils._migration import MigrationError
+from ansible_collections.neonops.storage.plugins.module_utils._migration_args import SETTINGS_BOUNDS
 from ansible_collections.neonops.storage.plugins.module_utils._migration_run import PHASES, MigrationRun
 from ansible_collections.neonops.storage.plugins.module_utils._module import NEON_CONNECTION_SPEC, client_for_url
 
@@ -361,17 +362,7 @@ SETTINGS_SPEC = {
     "rollback_destination_mode": {"type": "str", "default": "detached", "choices": ["detached", "secondary"]},
 }
 # Settings that are durations or sizes: finite and within sane bounds, checked before any request.
-BOUNDS = {
-    "download_request_ms": (0, 3_600_000),
-    "download_timeout": (0, 86_400),
-    "flush_ms": (0, 3_600_000),
-    "attach_timeout": (1, 86_400),
-    "catchup_timeout": (0, 86_400),
-    "catchup_poll_interval": (0.01, 60),
-    "remote_lsn_timeout": (0, 86_400),
-    "disk_headroom_ratio": (0, 100),
-    "lock_stale_after": (1, 30 * 86_400),
-}
+BOUNDS = SETTINGS_BOUNDS
 
 
 def argument_spec():

@@ -174,16 +174,13 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     neon_module,
     validate_or_fail,
 )
+from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, poll
 
 CREATE_BUSY_STATUSES = (429, 503)
 
 
 def _sleep(seconds):
     time.sleep(seconds)
-
-
-def _backoff(attempt: int) -> float:
-    return min(0.2 * (2**attempt), 2.0)
 
 
 def summary(info) -> dict:
@@ -237,11 +234,16 @@ class TimelineManager:
             "pg_version": self.pg_version if self.ancestor_timeline_id is None else None,
         }
 
+    def poll(self, probe, what, on_retry=None):
+        """poll() within what is left of the one wait_timeout budget of this run."""
+        return poll(probe, self.deadline - time.monotonic(), what, sleep=_sleep, on_retry=on_retry)
+
     def create(self) -> dict:
-        attempt = 0
-        while True:
+        attempted = f"create timeline {self.name}"
+
+        def probe():
             try:
-                return ps.create_timeline(
+                return True, ps.create_timeline(
                     self.client,
                     self.tsid,
                     self.timeline_id,
@@ -250,14 +252,19 @@ class TimelineManager:
                     pg_version=self.pg_version if self.ancestor_timeline_id is None else None,
                 )
             except NeonAPIError as exc:
-                if exc.status in CREATE_BUSY_STATUSES and time.monotonic() < self.deadline:
-                    self.module.warn(f"{exc}; retrying the creation of {self.name}")
-                    _sleep(_backoff(attempt))
-                    attempt += 1
-                    continue
+                if exc.status in CREATE_BUSY_STATUSES:
+                    return False, exc
                 if exc.status == 409:
                     self._fail_conflict(exc)
-                fail_api(self.module, exc, f"create timeline {self.name}")
+                fail_api(self.module, exc, attempted)
+
+        def warn(exc, _attempt):
+            self.module.warn(f"{exc}; retrying the creation of {self.name}")
+
+        try:
+            return self.poll(probe, attempted, on_retry=warn)
+        except PollTimeout as exc:
+            fail_api(self.module, exc.last, attempted)
 
     def _fail_conflict(self, exc):
         # The timeline appeared after the first read: read it again to name what differs.
@@ -282,18 +289,18 @@ class TimelineManager:
             # Anything else fails; 412 (child branches, or the tenant is missing) with the server's message.
             if not (exc.not_found or exc.status == 409):
                 fail_api(self.module, exc, f"delete timeline {self.name}")
-        attempt = 0
-        while True:
+
+        def probe():
             remaining = self.read()
-            if remaining is None:
-                return
-            if time.monotonic() >= self.deadline:
-                self.fail(
-                    f"timeline {self.name} is still present {self.wait_timeout}s after its deletion started",
-                    timeline=ps.timeline_with_ints(remaining),
-                )
-            _sleep(_backoff(attempt))
-            attempt += 1
+            return remaining is None, remaining
+
+        try:
+            self.poll(probe, f"deletion of timeline {self.name}")
+        except PollTimeout as exc:
+            self.fail(
+                f"timeline {self.name} is still present {self.wait_timeout}s after its deletion started",
+                timeline=ps.timeline_with_ints(exc.last),
+            )
 
 
 def argument_spec():

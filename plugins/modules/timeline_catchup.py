@@ -10,7 +10,7 @@ short_description: Wait until a tenant shard's timelines on a pageserver reach t
 version_added: 0.1.0
 description:
   - Polls C(GET /v1/tenant/{tenant_shard_id}/timeline) on the pageserver of O(api_url) until the
-    C(last_record_lsn) of every timeline reaches its target LSN, or O(deadline) expires.
+    C(last_record_lsn) of every timeline reaches its target LSN, or O(wait_timeout) expires.
   - "Targets come from one of: O(target_lsns) (explicit); the C(last_record_lsn) of the same shard on another
     pageserver (O(source_api_url), the storage controller's approach while writes continue); or the highest
     C(commit_lsn) that the safekeepers of O(safekeeper_urls) report (use this with the compute quiesced)."
@@ -55,12 +55,17 @@ options:
       - Only wait for these timeline ids. By default every timeline with a target.
     type: list
     elements: str
-  deadline:
-    description: Seconds to wait before failing. From 0 to 604800 (7 days).
+  wait_timeout:
+    description:
+      - Seconds to wait before failing. From 0 to 604800 (7 days).
+      - O(deadline) is its former name, kept as an alias.
     type: float
     default: 300
+    aliases: [deadline]
   poll_interval:
-    description: Seconds between polls of the destination. From 0 to 3600.
+    description:
+      - The longest pause in seconds between polls of the destination; pauses start at 0.05 s and double up to it.
+      - From 0 to 3600.
     type: float
     default: 1.0
   ignore_missing:
@@ -80,7 +85,7 @@ EXAMPLES = r"""
     api_url: "{{ hostvars['ps-2'].neon_api_url }}"
     source_api_url: "{{ hostvars['ps-1'].neon_api_url }}"
     tenant_shard_id: 1f359dd625e519a1a4e8d7509690f6fc
-    deadline: 600
+    wait_timeout: 600
 
 - name: With the compute quiesced, wait for the safekeepers' commit LSN
   neonops.storage.timeline_catchup:
@@ -141,6 +146,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import (
     neon_module,
     validate_or_fail,
 )
+from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, poll
 
 MAX_HISTORY = 50
 
@@ -251,7 +257,7 @@ def main():
             safekeeper_urls={"type": "list", "elements": "str"},
             safekeeper_api_token={"type": "str", "no_log": True},
             timelines={"type": "list", "elements": "str"},
-            deadline={"type": "float", "default": 300.0},
+            wait_timeout={"type": "float", "default": 300.0, "aliases": ["deadline"]},
             poll_interval={"type": "float", "default": 1.0},
             ignore_missing={"type": "bool", "default": False},
         ),
@@ -262,57 +268,72 @@ def main():
     catchup = Catchup(module)
     p = module.params
     started = time.monotonic()
-    deadline = started + p["deadline"]
+    deadline = started + p["wait_timeout"]
     targets = catchup.targets()
     if not targets:
         module.fail_json(msg=f"no timelines to wait for: the target source lists none for {catchup.tsid}")
     history = []
     missing = []
     status = {}
-    while True:
+
+    def probe():
+        """(caught up, destination timelines or None while the shard answers 503)."""
+        nonlocal status
         destination = catchup.read_destination()
-        elapsed = round(time.monotonic() - started, 3)
-        if destination is not None:
-            absent = [tl for tl in targets if tl not in destination]
-            if absent and not p["ignore_missing"]:
-                module.fail_json(
-                    msg=f"timelines missing on the destination for {catchup.tsid}: {', '.join(absent)}",
-                    missing=absent,
-                    targets=_text(targets),
-                )
-            for tl in absent:
-                module.warn(f"timeline {tl} is missing on the destination; ignored (ignore_missing=true)")
-                targets.pop(tl)
-                missing.append(tl)
-            status = {}
-            for tl, target in targets.items():
-                current = Lsn.parse(destination[tl]["last_record_lsn"])
-                status[tl] = {
-                    "target_lsn": str(target),
-                    "target_lsn_int": int(target),
-                    "last_record_lsn": str(current),
-                    "last_record_lsn_int": int(current),
-                    "lag_bytes": max(0, int(target) - int(current)),
-                }
-            lagging = [s for s in status.values() if s["lag_bytes"] > 0]
-            add_sample(
-                history,
-                {"elapsed": elapsed, "lag_bytes": sum(s["lag_bytes"] for s in lagging), "lagging": len(lagging)},
-            )
-            if not lagging:
-                break
-        if time.monotonic() >= deadline:
+        if destination is None:
+            return False, None
+        absent = [tl for tl in targets if tl not in destination]
+        if absent and not p["ignore_missing"]:
             module.fail_json(
-                msg=f"{catchup.tsid} did not catch up within {p['deadline']}s"
-                + ("" if destination is not None else " (the shard stayed unavailable: HTTP 503)"),
+                msg=f"timelines missing on the destination for {catchup.tsid}: {', '.join(absent)}",
+                missing=absent,
                 targets=_text(targets),
-                timelines=status,
-                history=history,
-                missing=missing,
-                reached=False,
-                elapsed=elapsed,
             )
-        _sleep(p["poll_interval"])
+        for tl in absent:
+            module.warn(f"timeline {tl} is missing on the destination; ignored (ignore_missing=true)")
+            targets.pop(tl)
+            missing.append(tl)
+        status = {}
+        for tl, target in targets.items():
+            current = Lsn.parse(destination[tl]["last_record_lsn"])
+            status[tl] = {
+                "target_lsn": str(target),
+                "target_lsn_int": int(target),
+                "last_record_lsn": str(current),
+                "last_record_lsn_int": int(current),
+                "lag_bytes": max(0, int(target) - int(current)),
+            }
+        lagging = [s for s in status.values() if s["lag_bytes"] > 0]
+        add_sample(
+            history,
+            {
+                "elapsed": round(time.monotonic() - started, 3),
+                "lag_bytes": sum(s["lag_bytes"] for s in lagging),
+                "lagging": len(lagging),
+            },
+        )
+        return not lagging, destination
+
+    try:
+        # poll_interval is the longest pause between polls (the engine's catch-up paces the same way).
+        poll(
+            probe,
+            deadline - time.monotonic(),
+            f"{catchup.tsid} caught up",
+            ceiling=p["poll_interval"],
+            sleep=_sleep,
+        )
+    except PollTimeout as exc:
+        module.fail_json(
+            msg=f"{catchup.tsid} did not catch up within {p['wait_timeout']}s"
+            + ("" if exc.last is not None else " (the shard stayed unavailable: HTTP 503)"),
+            targets=_text(targets),
+            timelines=status,
+            history=history,
+            missing=missing,
+            reached=False,
+            elapsed=round(time.monotonic() - started, 3),
+        )
 
     module.exit_json(
         changed=False,

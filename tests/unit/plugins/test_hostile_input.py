@@ -11,6 +11,7 @@ Classes: ids, LSNs, URLs, numbers, enums, combinations, sizes, types, encodings.
 from __future__ import annotations
 
 import pytest
+from ansible.module_utils.common.parameters import PASS_VARS
 from ansible_collections.neonops.storage.plugins.modules import (
     compute_info,
     compute_pageserver,
@@ -310,3 +311,50 @@ def test_base_arguments_reach_the_server(fake_api, run_module, module):
     else:
         assert not run.failed, run.result
     assert bool(fake_api.mutating_requests) == (module in MUTATING), [(r.method, r.path) for r in fake_api.requests]
+
+
+# ---- the invocation Ansible echoes at -vvv ---------------------------------------------------------------------
+
+CANARIES = {option: f"canary-{option}-9d1e" for option in ("api_token", "source_api_token", "safekeeper_api_token")}
+
+
+def vvv(args: dict) -> dict:
+    """What ansible-playbook -vvv asks of a module: its invocation (module_args) in the result."""
+    if "inject_invocation" in PASS_VARS:  # ansible-core >= 2.20 adds it on request; older cores always
+        args["_ansible_inject_invocation"] = True
+    return args
+
+
+def tokens_for(module) -> dict:
+    tokens = {"api_token": CANARIES["api_token"]}
+    if module is timeline_catchup:
+        tokens.update(
+            source_api_token=CANARIES["source_api_token"], safekeeper_api_token=CANARIES["safekeeper_api_token"]
+        )
+    return tokens
+
+
+@pytest.mark.parametrize("module", list(BASE), ids=[name(module) for module in BASE])
+def test_invocation_at_vvv_never_carries_a_token(fake_api, run_module, module):
+    fake_api.fallback = lenient_fleet
+    tokens = tokens_for(module)
+    run = run_module(module, vvv({"api_url": fake_api.url, **BASE[module], **tokens}))
+    module_args = run["invocation"]["module_args"]
+    for option, token in tokens.items():
+        assert token not in run.raw, f"{option} in the output"
+        assert module_args[option] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER", option
+
+
+@pytest.mark.parametrize("module", list(BASE), ids=[name(module) for module in BASE])
+def test_a_huge_value_is_cut_in_our_messages_at_vvv(fake_api, run_module, module):
+    """Ansible's invocation repeats the arguments as given; what the module itself says is cut."""
+    fake_api.fallback = lenient_fleet
+    field = next((f for f in ("tenant_shard_id", "tenant_id") if f in BASE[module]), "api_url")
+    huge = "f" * (1 << 20) if field != "api_url" else "http://" + "a" * (1 << 20)  # 1 MB: over every cap
+    run = run_module(module, vvv({"api_url": fake_api.url, **BASE[module], **tokens_for(module), field: huge}))
+    assert run.failed and run["msg"].startswith(field), run["msg"][:300]
+    assert len(run["msg"]) < MAX_MESSAGE
+    ours = {key: value for key, value in run.result.items() if key != "invocation"}
+    assert len(str(ours)) < 20_000, f"{len(str(ours))} characters besides the invocation"
+    assert fake_api.requests == []
+    assert not any(token in run.raw for token in CANARIES.values())

@@ -130,8 +130,8 @@ def test_build_sharded_connection_info_orders_by_shard_number():
     [
         ([{"libpq_url": PS1}, {"libpq_url": PS2}], 0, None, "pageservers: 2 entries given, but shard_count 0"),
         ([{"libpq_url": PS1}], 2, 2048, "pageservers: 1 entries given, but shard_count 2"),
-        ([{"libpq_url": PS1}], 0, 2048, "stripe_size: must be unset"),
-        ([{"libpq_url": PS1}, {"libpq_url": PS2}], 2, None, "stripe_size: required"),
+        ([{"libpq_url": PS1}], 0, 2048, "shard_stripe_size: must be unset"),
+        ([{"libpq_url": PS1}, {"libpq_url": PS2}], 2, None, "shard_stripe_size: required"),
         ([{"libpq_url": PS1, "node_id": -3}], 0, None, "pageservers[0].node_id"),
     ],
 )

@@ -283,9 +283,17 @@ def test_sharded_tenant(fake_api, tmp_path, run_module):
 
 def test_stripe_size_change_alone_reconfigures(fake_api, tmp_path, run_module):
     compute = Compute(fake_api, tmp_path, [PS1, PS2], shard_count=2, stripe_size=2048)
-    run = run_module(compute_pageserver, args(compute, urls=(PS1, PS2), stripe_size=32768), diff=True)
+    run = run_module(compute_pageserver, args(compute, urls=(PS1, PS2), shard_stripe_size=32768), diff=True)
     assert run.changed and run["configured"]
     assert run["diff"]["before"]["stripe_size"] == 2048 and run["diff"]["after"]["stripe_size"] == 32768
+
+
+def test_stripe_size_alias_still_works(fake_api, tmp_path, run_module):
+    """stripe_size is the former name of shard_stripe_size (the location config's name), kept as an alias."""
+    compute = Compute(fake_api, tmp_path, [PS1, PS2], shard_count=2, stripe_size=2048)
+    run = run_module(compute_pageserver, args(compute, urls=(PS1, PS2), stripe_size=32768))
+    assert run.changed and run["configured"] and run["stripe_size"] == 32768
+    assert compute.configure_calls[0].body["spec"]["pageserver_connection_info"]["stripe_size"] == 32768
 
 
 def test_only_the_stale_spec_file_is_rewritten(compute, run_module):
@@ -366,8 +374,9 @@ def test_cluster_settings_guc_is_kept_consistent(compute, run_module):
         ({"shard_count": 256}, "shard_count"),
         ({"shard_count": -1}, "shard_count"),
         ({"shard_count": 2}, "pageservers"),
-        ({"stripe_size": 0}, "stripe_size"),
-        ({"stripe_size": 2**32}, "stripe_size"),
+        ({"shard_stripe_size": 0}, "shard_stripe_size: must be an integer from 1 to"),
+        ({"shard_stripe_size": 2**32}, "shard_stripe_size"),
+        ({"stripe_size": 0}, "stripe_size (alias of shard_stripe_size): must be an integer from 1 to"),
         ({"prefer_protocol": "grpc"}, "pageservers[0].grpc_url"),
         ({"pageservers": [{"libpq_url": PS2, "grpc_url": "http://h:1"}]}, "pageservers[0].grpc_url"),
         ({"wait_timeout": -1}, "wait_timeout"),
@@ -383,11 +392,11 @@ def test_bad_input_fails_before_any_request(compute, run_module, overrides, expe
 def test_sharded_without_a_known_stripe_size_fails(compute, run_module):
     run = run_module(compute_pageserver, args(compute, urls=(PS1, PS2)))
     assert run.failed
-    assert run["msg"].startswith("stripe_size: required for a sharded tenant (shard_count 2)")
+    assert run["msg"].startswith("shard_stripe_size: required for a sharded tenant (shard_count 2)")
 
 
 def test_unsharded_stripe_size_is_ignored(compute, run_module):
-    run = run_module(compute_pageserver, args(compute, stripe_size=2048))
+    run = run_module(compute_pageserver, args(compute, shard_stripe_size=2048))
     assert not run.failed, run.result
     assert compute.configure_calls[0].body["spec"]["pageserver_connection_info"]["stripe_size"] is None
 

@@ -54,7 +54,7 @@ def test_missing_heatmap_fails_clearly(fake_api, run_module):
 def test_deadline_fails_with_bounded_snapshots(fake_api, run_module):
     fake_api.add("GET", STATUS, progress(0, 12))
     fake_api.add("POST", DOWNLOAD, progress(5, 12), 202)
-    run = run_module(secondary_download, args(fake_api, download_timeout=0.3))
+    run = run_module(secondary_download, args(fake_api, wait_timeout=0.3))
     assert run.failed
     assert "not complete after 0.3s: 5/12 layers" in run["msg"]
     assert 1 <= len(run["snapshots"]) <= secondary_download.MAX_SNAPSHOTS
@@ -63,8 +63,17 @@ def test_deadline_fails_with_bounded_snapshots(fake_api, run_module):
 def test_deadline_without_require_complete_returns_incomplete(fake_api, run_module):
     fake_api.add("GET", STATUS, progress(0, 12))
     fake_api.add("POST", DOWNLOAD, progress(5, 12), 202)
-    run = run_module(secondary_download, args(fake_api, download_timeout=0, require_complete=False))
+    run = run_module(secondary_download, args(fake_api, wait_timeout=0, require_complete=False))
     assert not run.failed and run.changed and not run["complete"]
+    assert len(fake_api.calls("POST")) == 1
+
+
+def test_download_timeout_alias_still_works(fake_api, run_module):
+    """download_timeout is the former name of wait_timeout, kept as an alias."""
+    fake_api.add("GET", STATUS, progress(0, 12))
+    fake_api.add("POST", DOWNLOAD, progress(5, 12), 202)
+    run = run_module(secondary_download, args(fake_api, download_timeout=0))
+    assert run.failed and "not complete after 0.0s: 5/12 layers" in run["msg"]
     assert len(fake_api.calls("POST")) == 1
 
 

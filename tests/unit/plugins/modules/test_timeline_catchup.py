@@ -115,13 +115,21 @@ def test_missing_timeline_ignored_when_asked(fake_api, run_module):
 
 def test_deadline_fails_with_bounded_history(fake_api, run_module):
     fake_api.add("GET", TIMELINES, [timeline_info(last_record_lsn="0/100")])
-    run = run_module(timeline_catchup, args(fake_api, target_lsns={TIMELINE_ID: "0/200"}, deadline=0.3))
+    run = run_module(timeline_catchup, args(fake_api, target_lsns={TIMELINE_ID: "0/200"}, wait_timeout=0.3))
     assert run.failed
     assert f"{TENANT_ID} did not catch up within 0.3s" in run["msg"]
     assert not run["reached"]
     assert 1 <= len(run["history"]) <= timeline_catchup.MAX_HISTORY
     assert run["history"][-1]["lag_bytes"] == 0x100
     assert run["timelines"][TIMELINE_ID]["lag_bytes"] == 0x100
+
+
+def test_deadline_alias_still_works(fake_api, run_module):
+    """deadline is the former name of wait_timeout, kept as an alias."""
+    fake_api.add("GET", TIMELINES, [timeline_info(last_record_lsn="0/100")])
+    run = run_module(timeline_catchup, args(fake_api, target_lsns={TIMELINE_ID: "0/200"}, deadline=0))
+    assert run.failed and f"{TENANT_ID} did not catch up within 0.0s" in run["msg"]
+    assert len(fake_api.calls("GET")) == 1
 
 
 def test_activating_destination_is_polled_until_ready(fake_api, run_module):

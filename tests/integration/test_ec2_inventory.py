@@ -1,0 +1,162 @@
+"""The EC2 inventory end to end: a neonsim fleet's nodes as instances in moto, in two regions, tagged with the
+fleet's 127.0.0.1 ports. inventories/neon.aws_ec2.yml must give the same groups and contract variables as neonsim's
+own inventory, and neonops.storage.migrate_tenant run with it must move a tenant under workload with no failed
+read and no lost write."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from ec2_harness import contract_view, ec2, inventory_file, inventory_list, moto_ec2
+from migration_harness import (
+    locations,
+    migrate,
+    pause_workloads,
+    plain_tenants,
+    tenant_id,
+    topology,
+    verdict,
+    wait_for_writes,
+)
+
+pytestmark = pytest.mark.neonsim
+
+# ps3 and sk3 (az-b) live in the second region: the move's destination is found only by listing both.
+REGION_OF = {"ps3": "us-west-2", "sk3": "us-west-2"}
+DEFAULT_REGION = "us-east-1"
+
+
+def node_tags(sim, role: str, entry: dict) -> dict:
+    """What the pageserver_instance role (pageservers) or an operator (other roles) tags a node's instance with,
+    pointed at the node's 127.0.0.1 ports."""
+    tags = {"Name": entry["name"], "neon_role": role, "neon_host": "127.0.0.1", "neon_http_port": entry["http_port"]}
+    if role in ("pageserver", "safekeeper"):
+        tags.update(neon_node_id=entry["node_id"], neon_pg_port=entry["pg_port"], neon_availability_zone=entry["az"])
+    if role == "pageserver":
+        tags["neon_s3_prefix"] = entry["prefix_in_bucket"]
+    if role == "compute":
+        tags.update(
+            neon_compute_id=entry["compute_id"],
+            neon_tenant_id=entry["tenant_id"],
+            neon_timeline_id=entry["timeline_id"],
+            neon_pgdata=entry["pgdata"],
+            neon_spec_path=entry["spec_path"],
+        )
+    return tags
+
+
+def launch_fleet_instances(sim, endpoint: str, fleet_name: str) -> dict:
+    nodes = [("pageserver", e) for e in sim.fleet["pageservers"]]
+    nodes += [("safekeeper", e) for e in sim.fleet["safekeepers"]]
+    nodes += [("compute", e) for e in sim.fleet["computes"]]
+    nodes.append(("storage_controller", sim.fleet["storage_controller"]))
+    placed = {}
+    for role, entry in nodes:
+        region = REGION_OF.get(entry["name"], DEFAULT_REGION)
+        client = ec2(endpoint, region)
+        image = sorted(i["ImageId"] for i in client.describe_images()["Images"])[0]
+        tags = {**node_tags(sim, role, entry), "neon_fleet": fleet_name}
+        client.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="m5.large",
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": k, "Value": str(v)} for k, v in tags.items()]}
+            ],
+        )
+        placed[entry["name"]] = region
+    return placed
+
+
+class InventoryFleet:
+    """The neonsim fleet as migration_harness sees it, but with the aws_ec2 inventory."""
+
+    def __init__(self, sim, inventory_path):
+        self._sim = sim
+        self.inventory_path = inventory_path
+
+    def __getattr__(self, name):
+        return getattr(self._sim, name)
+
+
+@pytest.fixture(scope="module")
+def setup(neonsim_fleet_module, tmp_path_factory):
+    tenants, computes = plain_tenants("ec2")
+    sim = neonsim_fleet_module(topology(tenants, computes))
+    wait_for_writes(sim, "c-ec2")
+    pause_workloads(sim)
+    tmp = tmp_path_factory.mktemp("ec2-inventory")
+    fleet_name = f"sim-{os.getpid()}"
+    with moto_ec2(tmp) as endpoint:
+        placed = launch_fleet_instances(sim, endpoint, fleet_name)
+        s3 = sim.fleet["s3"]
+        # What neonsim's inventory sets on every host and in `all`, for the test fleet (docs/contracts.md section 4).
+        group_vars = {
+            "all": {
+                "neon_s3_endpoint_url": s3["endpoint_url"],
+                "neon_s3_bucket": s3["bucket"],
+                "neon_s3_region": s3["region"],
+                "neonsim_dir": sim.fleet["dir"],
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+            }
+        }
+        path = inventory_file(tmp / "inventory", endpoint, ["us-east-1", "us-west-2"], fleet_name, group_vars)
+        yield {"sim": sim, "tmp": tmp, "path": path, "placed": placed}
+
+
+def test_aws_ec2_inventory_equals_neonsim_inventory(setup):
+    sim, tmp = setup["sim"], setup["tmp"]
+    assert set(setup["placed"].values()) == {"us-east-1", "us-west-2"}
+
+    from_ec2 = contract_view(inventory_list(setup["path"], tmp))
+    from_neonsim = contract_view(inventory_list(sim.inventory_path, tmp))
+
+    assert from_ec2 == from_neonsim
+    # Not equal by both being empty: the groups are the fleet's nodes and the variables its real addresses.
+    assert {group: sorted(hosts) for group, hosts in from_ec2.items()} == {
+        "pageservers": ["ps1", "ps2", "ps3"],
+        "safekeepers": ["sk1", "sk2", "sk3"],
+        "storage_controller": ["storcon"],
+        "computes": ["c-ec2"],
+    }
+    ps3 = sim.entry("ps3")
+    # Tokens and the CA path stay absent (auth and TLS are off), as in neonsim's inventory.
+    expected = dict.fromkeys(from_ec2["pageservers"]["ps3"])
+    expected.update(
+        neon_node_id=ps3["node_id"],
+        neon_api_url=f"http://127.0.0.1:{ps3['http_port']}",
+        neon_pg_addr=f"127.0.0.1:{ps3['pg_port']}",
+        neon_availability_zone="az-b",
+        neon_s3_prefix=ps3["prefix_in_bucket"],
+        neon_s3_endpoint_url=sim.fleet["s3"]["endpoint_url"],
+        neon_s3_bucket=sim.fleet["s3"]["bucket"],
+        neon_s3_region=sim.fleet["s3"]["region"],
+        neonsim_dir=sim.fleet["dir"],
+        ansible_connection="local",
+        ansible_python_interpreter="{{ ansible_playbook_python }}",
+    )
+    assert from_ec2["pageservers"]["ps3"] == expected
+    assert from_ec2["computes"]["c-ec2"]["neon_tenant_id"] == tenant_id(sim, "ec2")
+
+
+def test_migrate_tenant_with_the_aws_ec2_inventory(setup, report_dir):
+    sim = setup["sim"]
+    tid = tenant_id(sim, "ec2")
+
+    run = migrate(InventoryFleet(sim, setup["path"]), tid, "ps1", "ps3", report_dir)
+
+    assert run.rc == 0, run
+    result = verdict(sim, "c-ec2")
+    assert result["during"]["writes_acked"] > 0
+    assert result["during"]["reads_failed"] == 0, result["during"]
+    assert result["verified"]["lost_writes"] == 0, result["verified"]
+    assert locations(sim, "ps3")[tid]["mode"] == "AttachedSingle"
+    assert run.report["outcome"] == "migrated"
+    print(
+        f"ec2 inventory move ps1 -> ps3: {result['during']['writes_acked']} writes acked, "
+        f"{result['during']['reads_ok']} reads ok, {result['during']['reads_failed']} failed, "
+        f"{result['verified']['lost_writes']} lost"
+    )
