@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from urllib.parse import urlencode
 
@@ -210,7 +211,9 @@ def shard_dirs(client, bucket: str, prefix: str) -> tuple[list, list, dict]:
     A directory counts only when its name is exactly a tenant shard id as the pageserver writes it.
     """
     root = tree(prefix)
-    tsids, odd, loose = [], [], {}
+    tsids: list[str] = []
+    odd: list[str] = []
+    loose: dict = {}
     kwargs = {"Bucket": bucket, "Prefix": root, "Delimiter": "/"}
     while True:
         page = client.list_objects_v2(aws_retry=True, **kwargs)
@@ -266,14 +269,14 @@ def consolidation_problems(client, old_shards: dict, old: str, consolidated_buck
     problems = []
     checked = {"index_parts": 0, "layers": 0}
     generations = {}
-    by_tenant = {}
+    by_tenant: dict[str, list] = {}
     for tsid in old_shards:
         by_tenant.setdefault(tsid[:32], []).append(tsid)
     for tenant_id, tsids in sorted(by_tenant.items()):
         cons_objects = _s3.list_tenant(client, consolidated_bucket, consolidated, tenant_id)
-        cons_by_shard = {}
+        cons_by_shard: dict[str, dict] = {}
         for key, obj in cons_objects.items():
-            info = _s3.parse_key(key, consolidated)
+            info = _s3.parse_key(key, consolidated) or {}  # list_tenant keeps only keys in the layout
             cons_by_shard.setdefault(info["tenant_shard_id"], {})[key] = obj
         for tsid in sorted(tsids):
             field = f"tenant {tsid}"
@@ -387,7 +390,7 @@ def located_on(locations: dict, tenant_ids: set) -> dict:
 # The deleting side
 
 
-def deletable_check(old: str, tsids) -> callable:
+def deletable_check(old: str, tsids) -> Callable[[str], None]:
     """A function that raises ``KeyOutsideRelease`` for a key outside the validated shard directories."""
     root = tree(old)
     allowed = tuple(f"{root}{tsid}/" for tsid in tsids)
@@ -495,7 +498,8 @@ def copy_to_trash(
 
 def trash_state(client, bucket: str, trash: str, old: str, shards: dict) -> tuple[list, list]:
     """``(missing, present)`` lists of ``(key, obj)``: originals without an identical tombstone, and with one."""
-    missing, present = [], []
+    missing: list = []
+    present: list = []
     for tsid, objects in sorted(shards.items()):
         listed = _s3.list_objects(client, bucket, trash_key(trash, f"{tree(old)}{tsid}/"))
         for key in ordered(objects, old):
