@@ -1014,9 +1014,20 @@ class MigrationRun:
                 # A crashed destination cannot be released now; the new generation below fences it off.
                 run["warnings"].append(f"destination not released: {exc}")
         node_id = run["source"]["node_id"]
+        src_locs = None
         for shard in run["shards"]:
-            generation = self.new_generation(shard["tsid"], node_id)
-            entry = run["generations"].setdefault(shard["tsid"], {})
+            tsid = shard["tsid"]
+            generation = None
+            if "after" not in run["generations"].get(tsid, {}):
+                # Before the attach: the source may keep its generation (no reload, its reads keep flowing).
+                if src_locs is None:
+                    src_locs = ps.location_configs(self.src)
+                src_loc = src_locs.get(tsid)
+                if decide.rollback_keeps_generation(False, src_loc, storcon.inspect(self.sc, tsid), node_id):
+                    generation = src_loc["generation"]
+            if generation is None:
+                generation = self.new_generation(tsid, node_id)
+            entry = run["generations"].setdefault(tsid, {})
             entry.update({"before": shard["orig_generation"], "rollback": generation})
             self.write_lock("rollback")
             body = self.location_body(shard, "AttachedSingle", generation, shard["orig_conf"])

@@ -372,6 +372,21 @@ def test_a_failure_before_cutover_rolls_back_under_a_new_generation_for_the_sour
     assert fleet.locations["ps1"][T]["tenant_conf"] == ORIGINAL
 
 
+def test_a_failure_before_the_attach_rolls_back_in_place_under_the_source_generation(fleet, params):
+    """No generation was issued to the destination: the source gets its overrides back in its own generation (an
+    in-place change, no re-attach), and nothing asks the storage controller for a new one."""
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm"])
+    result = MigrationRun({**p, "error": "x"}, fleet.client, warn=lambda _: None, sleep=lambda _: None).step("recover")
+
+    assert result["recovery"] == "rollback" and result["outcome"] == "rolled_back"
+    assert fleet.generation[T] == (1, 1)
+    assert not [e for e in fleet.log if e[2].endswith("/attach-hook")]
+    assert fleet.locations["ps1"][T] == {**fleet.locations["ps1"][T], "mode": "AttachedSingle", "generation": 1}
+    assert fleet.locations["ps1"][T]["tenant_conf"] == ORIGINAL
+    assert T not in fleet.locations["ps2"]
+
+
 def test_a_branch_created_on_the_source_after_the_attach_is_recreated_on_the_destination(fleet, params):
     p = params()
     run_phases(fleet, p, ["suspend", "prewarm", "stale", "attach"])
