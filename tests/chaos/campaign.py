@@ -601,8 +601,9 @@ def _run_summary(run) -> dict:
 # ---- the campaign -----------------------------------------------------------------------------------------------
 
 
-def run_campaign(seeds: list[int], jobs: int, workdir: Path, keep: bool) -> list[dict]:
-    """Each iteration in a child process of its own (a fleet per iteration, own dir and ports), `jobs` at once."""
+def run_campaign(seeds: list[int], jobs: int, workdir: Path, keep: bool, until: float | None = None) -> list[dict]:
+    """Each iteration in a child process of its own (a fleet per iteration, own dir and ports), `jobs` at once.
+    No iteration starts after `until` (epoch seconds); SIGTERM/SIGINT stop the running ones and their fleets."""
     workdir.mkdir(parents=True, exist_ok=True)
     results_path = workdir / "results.jsonl"
     pending = list(seeds)
@@ -611,7 +612,23 @@ def run_campaign(seeds: list[int], jobs: int, workdir: Path, keep: bool) -> list
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / ".collections"), env.get("PYTHONPATH", "")])
     print(f"chaos: {len(seeds)} iterations, seeds {seeds[0]}..{seeds[-1]}, {jobs} at once, in {workdir}", flush=True)
+
+    def stop(signum, _frame):
+        for seed, (proc, _t0, _out) in running.items():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            with contextlib.suppress(Exception):
+                fleet_mod.down(workdir / f"seed-{seed}" / "fleet")
+        print(f"chaos: stopped by signal {signum}; iterations not finished: {sorted(running)}", flush=True)
+        raise SystemExit(130)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     while pending or running:
+        if until is not None and time.time() >= until and pending:
+            print(f"chaos: --until reached; {len(pending)} iterations not started (seeds {pending[0]}..)", flush=True)
+            pending.clear()
         while pending and len(running) < jobs:
             seed = pending.pop(0)
             out = workdir / f"result-{seed}.json"
@@ -740,6 +757,16 @@ def render_summary(summary: dict, wall_s: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def until_epoch(text: str | None) -> float | None:
+    """The next moment the UTC clock reads HH:MM."""
+    if not text:
+        return None
+    hours, minutes = (int(x) for x in text.split(":"))
+    now = time.time()
+    today = now - now % 86400 + hours * 3600 + minutes * 60
+    return today if today > now else today + 86400
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos.campaign", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, help="first iteration's seed (default: random, printed)")
@@ -747,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="iterations (fleets) at once")
     parser.add_argument("--workdir", type=Path, help="default: /tmp/neonops-chaos/<time>")
     parser.add_argument("--keep", action="store_true", help="keep every iteration's fleet dir (failing ones are kept)")
+    parser.add_argument("--until", help="start no iteration after this UTC time (HH:MM) and finish the running ones")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child process: one iteration
     parser.add_argument("--summary", type=Path, help="print the summary table of a results.jsonl and exit")
     args = parser.parse_args(argv)
@@ -764,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     seeds = list(range(seed, seed + args.iterations))
     started = time.time()
-    results = run_campaign(seeds, max(1, args.jobs), workdir, args.keep)
+    results = run_campaign(seeds, max(1, args.jobs), workdir, args.keep, until=until_epoch(args.until))
     summary = summarize(results)
     summary["wall_s"] = round(time.time() - started, 1)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
