@@ -1102,6 +1102,7 @@ class MigrationRun:
             run["error"] = f"{run['error']} / {error}" if run.get("error") else error
         self.record_switches()
         held = run.get("storcon_held") or run.get("storcon_current") == "Stop"
+        restore_failed = False
         if (
             held
             and run.get("storcon_known")
@@ -1116,13 +1117,17 @@ class MigrationRun:
                 if exc.status == 404 and not storcon.is_unknown_route(exc):
                     run["storcon_restored"] = True  # the tenant is gone from the controller: nothing to restore
                 else:
+                    restore_failed = True
                     run["warnings"].append(
                         f"WARNING: tenant {run['tenant_id']} is still at scheduling policy Stop on the storage "
-                        f"controller ({exc}). Set it back to {run['storcon_scheduling']} with "
+                        f"controller ({exc}). Rerun the playbook once the controller answers (the lock file keeps "
+                        f"the policy to give back), or set it back to {run['storcon_scheduling']} with "
                         "neonops.storage.storcon_tenant_policy."
                     )
         if run.get("lock_held"):
-            if run["outcome"] in decide.FINISHED_OUTCOMES:
+            # A finished run removes its lock, journal and all; while the controller's policy is still to be given
+            # back, the journal stays (released) so that a rerun finds the policy from before instead of Stop.
+            if run["outcome"] in decide.FINISHED_OUTCOMES and not restore_failed:
                 if self.holds_lock():
                     os.unlink(self.lock_path)
             else:

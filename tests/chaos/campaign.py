@@ -235,6 +235,23 @@ def wait_active(sim, node: str, tsid: str, timeout: float = 90.0) -> bool:
     return False
 
 
+# Reads answered with a value other than the last acknowledged one (neonsim/workload.py _classify): an older
+# acknowledged value (stale: a lost write showed) or one the compute never saw acknowledged (wrong: after a compute
+# restart (the fault, or a restart cutover), a write the killed process had sent but not seen acknowledged).
+WRONG_READ_REASONS = {"stale_value", "wrong_value"}
+
+
+def read_split(by_reason: dict) -> dict:
+    slow = sum(v for k, v in by_reason.items() if k in SLOW_READ_REASONS)
+    wrong = sum(v for k, v in by_reason.items() if k in WRONG_READ_REASONS)
+    return {
+        "unavailable": sum(by_reason.values()) - slow - wrong,
+        "slow": slow,
+        "stale": by_reason.get("stale_value", 0),
+        "wrong": by_reason.get("wrong_value", 0),
+    }
+
+
 class ReadMonitor:
     """Samples every compute's workload counters once a second; a compute restart resets them, so each sample adds
     what grew since the last one (or all of it, after a reset). Failed reads by reason, summed over the run."""
@@ -285,13 +302,11 @@ class ReadMonitor:
         for c in self.totals.values():
             merged.update(c)
         failed = {k.split(":", 1)[1]: v for k, v in merged.items() if k.startswith("read:") and v}
-        slow = sum(v for k, v in failed.items() if k in SLOW_READ_REASONS)
         return {
             "reads_ok": merged["reads_ok"],
             "writes_acked": merged["writes_acked"],
             "reads_failed": sum(failed.values()),
-            "unavailable": sum(failed.values()) - slow,
-            "slow": slow,
+            **read_split(failed),
             "by_reason": failed,
             # Not page-read timeouts: what an unavailable or wrong read looked like.
             "samples": [s for s in self.samples if s.get("reason") not in SLOW_READ_REASONS][:10],
@@ -490,11 +505,11 @@ def _iteration(sim, plan: dict, base: Path, result: dict) -> None:
     result["runs"].append(_run_summary(first))
     injector.clear_all()
 
-    outcome = (first.report or {}).get("outcome")
-    while outcome not in TERMINAL and len(result["runs"]) < MAX_RUNS:
-        again = migrate(sim, tid, plan["source"], plan["destination"], report_dir, timeout=RUN_TIMEOUT_S, **extra)
-        result["runs"].append(_run_summary(again))
-        outcome = (again.report or {}).get("outcome")
+    last = first
+    while not finished(last.report) and len(result["runs"]) < MAX_RUNS:
+        last = migrate(sim, tid, plan["source"], plan["destination"], report_dir, timeout=RUN_TIMEOUT_S, **extra)
+        result["runs"].append(_run_summary(last))
+    outcome = (last.report or {}).get("outcome")
     result["outcome"] = outcome
     result["timings"]["runs"] = round(time.time() - run.started, 1)
     reads = monitor.stop()
@@ -587,6 +602,14 @@ def check_holders(check: Checks, name: str, found: dict, expected: dict) -> None
     check(name, not wrong, wrong)
 
 
+def finished(report: dict | None) -> bool:
+    """Whether an operator would stop here: the move ended, and the run did not warn that the storage controller
+    still holds the tenant at Stop (its advice then is to rerun once the controller answers)."""
+    report = report or {}
+    policy_left = any("still at scheduling policy Stop" in w for w in report.get("warnings") or [])
+    return report.get("outcome") in TERMINAL and not policy_left
+
+
 def _run_summary(run) -> dict:
     report = run.report or {}
     return {
@@ -595,6 +618,7 @@ def _run_summary(run) -> dict:
         "failed_phase": report.get("failed_phase"),
         "error": (report.get("error") or "")[:400] or None,
         "resumed_from": report.get("resumed_from"),
+        "warnings": [w[:300] for w in report.get("warnings") or []][:5],
     }
 
 
@@ -706,9 +730,8 @@ def summarize(results: list[dict]) -> dict:
             violations[v] += 1
         reads = r.get("reads") or {}
         failed_reads[kind].update(
-            {"iterations": 1, "reads_ok": reads.get("reads_ok", 0), "unavailable": reads.get("unavailable", 0)}
+            {"iterations": 1, "reads_ok": reads.get("reads_ok", 0), **read_split(reads.get("by_reason") or {})}
         )
-        failed_reads[kind]["slow"] += reads.get("slow", 0)
     seeds = sorted(r["seed"] for r in results)
     return {
         "iterations": len(results),
@@ -742,14 +765,19 @@ def render_summary(summary: dict, wall_s: float | None = None) -> str:
         row = summary["faults"].get(kind, {})
         cells = " | ".join(f"{row.get(c, 0):>8}" for c in columns)
         lines.append(f"| {kind:<17} | {cells} | {sum(row.values()):>6} |")
-    lines += ["", "failed reads per fault kind (unavailable: 404/503/refused...; slow: page-read timeouts):"]
-    lines.append(f"| {'fault':<17} | iterations | reads ok | unavailable | slow |")
-    lines.append(f"|{'-' * 19}|------------|----------|-------------|------|")
+    lines += [
+        "",
+        "failed reads per fault kind (unavailable: refused/404/503; slow: 10 s page-read wait expired; stale: an",
+        "older acknowledged value; wrong: a value never seen acknowledged, after a compute restart):",
+    ]
+    lines.append(f"| {'fault':<17} | iterations | reads ok | unavailable | slow | stale | wrong |")
+    lines.append(f"|{'-' * 19}|------------|----------|-------------|------|-------|-------|")
     for kind in FAULT_KINDS:
         row = summary["failed_reads"].get(kind, {})
         lines.append(
             f"| {kind:<17} | {row.get('iterations', 0):>10} | {row.get('reads_ok', 0):>8} | "
-            f"{row.get('unavailable', 0):>11} | {row.get('slow', 0):>4} |"
+            f"{row.get('unavailable', 0):>11} | {row.get('slow', 0):>4} | {row.get('stale', 0):>5} | "
+            f"{row.get('wrong', 0):>5} |"
         )
     if summary["failing_seeds"]:
         lines += ["", "failing seeds: " + " ".join(map(str, summary["failing_seeds"]))]

@@ -2,8 +2,9 @@
 
 Each seed is one full iteration: its own fleet, a move under workload with one fault at one phase, reruns until the
 move ends migrated or rolled back, then every invariant, including the re-attach after a restart of every
-pageserver. The seeds are fixed so the subset covers several fault kinds (see SEEDS); a failure names the violated
-invariants and the one-line command that reproduces the iteration.
+pageserver. The seeds are fixed so the subset covers several fault kinds (see SEEDS) with the cheapest options (no
+prewarm, live reconfigure); a failure names the violated invariants and the one-line command that reproduces the
+iteration.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ pytestmark = pytest.mark.neonsim
 
 # seed: what its plan holds (plan_iteration(seed); the plan depends on the seed alone).
 SEEDS = {
-    17: "sharded tenant, playbook SIGKILLed in preflight, rerun resumes and migrates",
-    10: "sharded tenant, destination crashes during prewarm and stays down: rollback, then re-attach on restart",
-    11: "branched tenant with two computes, a branch created on the source mid-move",
+    122: "plain tenant, gc and compaction every second; the playbook is SIGKILLed in attach and the rerun resumes",
+    269: "plain tenant; the source crashes during catch-up and stays down until the run ended (failover or forward)",
+    64: "plain tenant, gc and compaction every second; a branch is created on the source during catch-up",
 }
 
 

@@ -372,6 +372,30 @@ def test_a_failure_before_cutover_rolls_back_under_a_new_generation_for_the_sour
     assert fleet.locations["ps1"][T]["tenant_conf"] == ORIGINAL
 
 
+def test_a_policy_the_controller_did_not_take_back_is_given_back_by_a_rerun(fleet, params):
+    """The storage controller fails at the end of a finished move: the tenant stays at Stop, the lock keeps the
+    journal (released) with the policy from before, and a rerun (the move already done) puts it back."""
+    p = params()
+    run_phases(fleet, p, LIVE)
+    fleet.down.add("storcon")
+    result = end(fleet, p)
+
+    assert result["outcome"] == "migrated" and fleet.policy == "Stop"
+    assert any("still at scheduling policy Stop" in w for w in result["run_warnings"])
+    lock = json.loads((Path(p["state_dir"]) / f"{T}.lock").read_text())
+    assert lock["released"] and lock["journal"]["storcon_scheduling"] == "Active"
+
+    fleet.down.discard("storcon")
+    rerun = params()
+    begin = MigrationRun(rerun, fleet.client, warn=lambda _: None).begin(check_mode=False)
+    again = end(fleet, rerun, "already_done")
+
+    assert begin["path"] == "done"
+    assert fleet.policy == "Active"
+    assert again["outcome"] == "already_done" and not again["run_warnings"]
+    assert not (Path(p["state_dir"]) / f"{T}.lock").exists()
+
+
 def test_a_failure_before_the_attach_rolls_back_in_place_under_the_source_generation(fleet, params):
     """No generation was issued to the destination: the source gets its overrides back in its own generation (an
     in-place change, no re-attach), and nothing asks the storage controller for a new one."""
