@@ -36,6 +36,8 @@ from ansible_collections.neonops.storage.plugins.module_utils._poll import PollT
 HEATMAP_WAIT_SECONDS = 30.0
 # How long the destination may take, after catch-up, to reach the safekeepers' latest commit_lsn before cutover.
 CLOSE_GAP_SECONDS = 5.0
+# How long the destination may take to answer Active right before the computes switch (it was Active moments ago).
+CUTOVER_CHECK_SECONDS = 10.0
 # 409: another change of the same slot is running; 503: the pageserver is shutting the slot down or starting.
 BUSY_STATUSES = (409, 503)
 # The phases a step call runs (rollback runs inside recover); the module adds begin and end around them.
@@ -784,6 +786,10 @@ class MigrationRun:
         run["catchup_history"] = history
         self.sync_timelines()
         self.close_gap()
+        # close_gap is best effort and the last look was seconds ago: a destination that died since must stop the
+        # move here, where the computes still read from the source and recovery can roll back.
+        for shard in self.shards_at("start", "attach", "catchup"):
+            self.wait_active("destination", shard["tsid"], CUTOVER_CHECK_SECONDS)
         self.mark_cutover()
 
     def close_gap(self):

@@ -372,6 +372,31 @@ def test_a_failure_before_cutover_rolls_back_under_a_new_generation_for_the_sour
     assert fleet.locations["ps1"][T]["tenant_conf"] == ORIGINAL
 
 
+def test_a_destination_that_dies_right_before_the_cutover_stops_the_move_where_it_can_roll_back(fleet, params):
+    """The destination caught up, then died (after the last catch-up probe): no compute may be sent to it. The
+    catch-up step fails before the point of no return, and the recovery rolls back to the source."""
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm", "stale", "attach"])
+    run = MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None)
+    close_gap = run.close_gap
+
+    def close_gap_then_die():
+        close_gap()
+        fleet.down.add("ps2")
+
+    run.close_gap = close_gap_then_die
+    with pytest.raises(MigrationError, match="ps2"):
+        run.step("catchup")
+    state = json.loads((Path(p["state_dir"]) / f"{p['run_id']}.run.json").read_text())
+    assert not state["cutover_started"] and state["failed_phase"] == "catchup"
+
+    result = MigrationRun({**p, "error": "x"}, fleet.client, warn=lambda _: None, sleep=lambda _: None).step("recover")
+
+    assert result["recovery"] == "rollback" and result["outcome"] == "rolled_back"
+    assert fleet.locations["ps1"][T]["mode"] == "AttachedSingle"
+    assert fleet.generation[T] == (3, 1)  # above the destination's: the dead destination is fenced off
+
+
 def test_a_policy_the_controller_did_not_take_back_is_given_back_by_a_rerun(fleet, params):
     """The storage controller fails at the end of a finished move: the tenant stays at Stop, the lock keeps the
     journal (released) with the policy from before, and a rerun (the move already done) puts it back."""
