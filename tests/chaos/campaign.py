@@ -524,6 +524,9 @@ def _iteration(sim, plan: dict, base: Path, result: dict) -> None:
     check = Checks(result)
     check("outcome_terminal", outcome in TERMINAL, f"outcome {outcome} after {len(result['runs'])} runs")
 
+    # A node the fault killed was just restarted (clear_all): let each holder finish attaching before reading.
+    for tsid in tsids:
+        wait_active(sim, expected[tsid], tsid)
     # Every acknowledged write, read back through each compute as it is configured now.
     lost = read_back(sim, plan, tsids, expected, result, "superseded")
     check("acked_writes_readable", not lost, lost)
