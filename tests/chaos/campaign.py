@@ -828,11 +828,11 @@ def render_summary(summary: dict, wall_s: float | None = None) -> str:
         "faults by kind and phase (phase at injection):",
     ]
     columns = [*PHASES, "not-injected"]
-    head = f"| {'fault':<17} | " + " | ".join(f"{c[:8]:>8}" for c in columns) + " |  total |"
+    head = f"| {'fault':<17} | " + " | ".join(f"{c:>9}" for c in columns) + " |  total |"
     lines += [head, "|" + "|".join("-" * (len(part)) for part in head.split("|")[1:-1]) + "|"]
     for kind in FAULT_KINDS:
         row = summary["faults"].get(kind, {})
-        cells = " | ".join(f"{row.get(c, 0):>8}" for c in columns)
+        cells = " | ".join(f"{row.get(c, 0):>{max(9, len(c))}}" for c in columns)
         lines.append(f"| {kind:<17} | {cells} | {sum(row.values()):>6} |")
     lines += [
         "",
