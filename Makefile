@@ -1,6 +1,6 @@
 # neonops.storage: build, lint and test machinery. `make test` on a fresh clone needs nothing else.
 # Targets: deps lint typecheck tooling unit sanity ansible-lint test-neonsim test-integration molecule test demo bench
-#          build clean distclean
+#          chaos build clean distclean
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -24,8 +24,8 @@ XDIST ?= -n 2 --dist loadfile
 PYTEST_ARGS ?=
 SANITY_ARGS ?=
 
-.PHONY: deps lint typecheck tooling unit sanity ansible-lint test-neonsim test-integration molecule test demo bench build \
-	clean distclean
+.PHONY: deps lint typecheck tooling unit sanity ansible-lint test-neonsim test-integration molecule test demo bench chaos \
+	build clean distclean
 
 deps:
 	@scripts/deps.sh
@@ -74,6 +74,16 @@ demo: deps
 bench: deps
 	@if [[ -f benchmarks/run.sh ]]; then bash benchmarks/run.sh; \
 	else echo "make bench: no benchmarks yet (benchmarks/run.sh)"; fi
+
+# The randomized fault campaign (tests/chaos/campaign.py, docs/reliability.md): ITERATIONS seeded iterations from
+# SEED (random when empty), JOBS fleets at once. A failing iteration prints its one-line reproduction.
+SEED ?=
+ITERATIONS ?= 20
+JOBS ?= 2
+CHAOS_ARGS ?=
+chaos: deps
+	@PYTHONPATH=$(CURDIR):$(COLLECTIONS) $(PYTHON) -m tests.chaos.campaign $(if $(SEED),--seed $(SEED)) \
+		--iterations $(ITERATIONS) --jobs $(JOBS) $(CHAOS_ARGS)
 
 # The release artifact; galaxy.yml build_ignore keeps the dev environment, neonsim and its suites out.
 build: deps

@@ -6,6 +6,7 @@
 # throwaway git repository is made there. Paths that are not collection content are left out:
 #   neonsim/, tests/neonsim/  - the simulator is a separate Python package, not collection code
 #   tests/integration/        - a pytest harness, not ansible-test integration targets (no targets/ layout)
+#   tests/chaos/              - the fault campaign (make chaos), a harness over neonsim like tests/integration
 #   benchmarks/, scripts/, .ci/ - repository tooling; excluded from the built artifact too (galaxy.yml)
 # Extra arguments go to ansible-test (e.g. `make sanity SANITY_ARGS="--test pylint"`).
 set -euo pipefail
@@ -13,7 +14,7 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-excluded='^(neonsim|tests/neonsim|tests/integration|benchmarks|scripts|\.ci)/'
+excluded='^(neonsim|tests/neonsim|tests/integration|tests/chaos|benchmarks|scripts|\.ci)/'
 # A fresh tree per run: several engineers may run sanity in one work tree at once. ansible-test's warm state
 # (its per-test venvs) lives under ~/.ansible/test, so a new tree costs nothing.
 mkdir -p "$repo_root/build"

@@ -359,6 +359,27 @@ def compute_on_destination(connstring, moved: list, destination_libpq: str) -> b
 # ---- recovery ------------------------------------------------------------------------------------------------
 
 
+def rollback_keeps_generation(issued_in_move: bool, src_loc, inspected: dict, source_node_id) -> bool:
+    """Whether a rollback can leave the source its own generation instead of issuing a new one.
+
+    Only while no generation was issued to another node during the move (the journal has none, and the generation
+    authority still names the source's generation and node): nothing then needs fencing off. The source's location
+    then changes in place (mode and overrides) and keeps serving the computes, where a new generation would make it
+    shut the tenant down and attach it again, refusing reads meanwhile (neondatabase/neon
+    pageserver/src/tenant/mgr.rs, upsert_location: an attached location in the same generation is updated in place).
+    """
+    if issued_in_move or not src_loc or src_loc.get("mode") not in ATTACHED_MODES:
+        return False
+    generation = src_loc.get("generation")
+    return (
+        isinstance(generation, int)
+        and not isinstance(generation, bool)
+        and inspected.get("generation") == generation
+        and inspected.get("node_id") is not None
+        and int(inspected["node_id"]) == int(source_node_id)
+    )
+
+
 def recovery_decision(
     mutated: bool, cutover_started: bool, failed_phase: str, source_answers: bool, rollback: bool, failover: bool
 ) -> str:

@@ -36,6 +36,8 @@ from ansible_collections.neonops.storage.plugins.module_utils._poll import PollT
 HEATMAP_WAIT_SECONDS = 30.0
 # How long the destination may take, after catch-up, to reach the safekeepers' latest commit_lsn before cutover.
 CLOSE_GAP_SECONDS = 5.0
+# How long the destination may take to answer Active right before the computes switch (it was Active moments ago).
+CUTOVER_CHECK_SECONDS = 10.0
 # 409: another change of the same slot is running; 503: the pageserver is shutting the slot down or starting.
 BUSY_STATUSES = (409, 503)
 # The phases a step call runs (rollback runs inside recover); the module adds begin and end around them.
@@ -784,6 +786,10 @@ class MigrationRun:
         run["catchup_history"] = history
         self.sync_timelines()
         self.close_gap()
+        # close_gap is best effort and the last look was seconds ago: a destination that died since must stop the
+        # move here, where the computes still read from the source and recovery can roll back.
+        for shard in self.shards_at("start", "attach", "catchup"):
+            self.wait_active("destination", shard["tsid"], CUTOVER_CHECK_SECONDS)
         self.mark_cutover()
 
     def close_gap(self):
@@ -1014,9 +1020,20 @@ class MigrationRun:
                 # A crashed destination cannot be released now; the new generation below fences it off.
                 run["warnings"].append(f"destination not released: {exc}")
         node_id = run["source"]["node_id"]
+        src_locs = None
         for shard in run["shards"]:
-            generation = self.new_generation(shard["tsid"], node_id)
-            entry = run["generations"].setdefault(shard["tsid"], {})
+            tsid = shard["tsid"]
+            generation = None
+            if "after" not in run["generations"].get(tsid, {}):
+                # Before the attach: the source may keep its generation (no reload, its reads keep flowing).
+                if src_locs is None:
+                    src_locs = ps.location_configs(self.src)
+                src_loc = src_locs.get(tsid)
+                if decide.rollback_keeps_generation(False, src_loc, storcon.inspect(self.sc, tsid), node_id):
+                    generation = src_loc["generation"]
+            if generation is None:
+                generation = self.new_generation(tsid, node_id)
+            entry = run["generations"].setdefault(tsid, {})
             entry.update({"before": shard["orig_generation"], "rollback": generation})
             self.write_lock("rollback")
             body = self.location_body(shard, "AttachedSingle", generation, shard["orig_conf"])
@@ -1091,6 +1108,7 @@ class MigrationRun:
             run["error"] = f"{run['error']} / {error}" if run.get("error") else error
         self.record_switches()
         held = run.get("storcon_held") or run.get("storcon_current") == "Stop"
+        restore_failed = False
         if (
             held
             and run.get("storcon_known")
@@ -1105,13 +1123,17 @@ class MigrationRun:
                 if exc.status == 404 and not storcon.is_unknown_route(exc):
                     run["storcon_restored"] = True  # the tenant is gone from the controller: nothing to restore
                 else:
+                    restore_failed = True
                     run["warnings"].append(
                         f"WARNING: tenant {run['tenant_id']} is still at scheduling policy Stop on the storage "
-                        f"controller ({exc}). Set it back to {run['storcon_scheduling']} with "
+                        f"controller ({exc}). Rerun the playbook once the controller answers (the lock file keeps "
+                        f"the policy to give back), or set it back to {run['storcon_scheduling']} with "
                         "neonops.storage.storcon_tenant_policy."
                     )
         if run.get("lock_held"):
-            if run["outcome"] in decide.FINISHED_OUTCOMES:
+            # A finished run removes its lock, journal and all; while the controller's policy is still to be given
+            # back, the journal stays (released) so that a rerun finds the policy from before instead of Stop.
+            if run["outcome"] in decide.FINISHED_OUTCOMES and not restore_failed:
                 if self.holds_lock():
                     os.unlink(self.lock_path)
             else:

@@ -322,6 +322,26 @@ def test_recovery_honours_rollback_and_failover_off():
     assert m.recovery_decision(True, False, "attach", False, True, False) == "none"
 
 
+@pytest.mark.parametrize(
+    ("issued", "src_loc", "inspected", "keeps"),
+    [
+        # Nothing issued to the destination yet, the authority names the source's generation: kept (in place).
+        (False, loc("AttachedSingle", 5), {"generation": 5, "node_id": 1}, True),
+        (False, loc("AttachedStale", 5), {"generation": 5, "node_id": 1}, True),
+        # A generation was issued during the move (journal), or one the journal missed (killed run): a new one.
+        (True, loc("AttachedStale", 5), {"generation": 5, "node_id": 1}, False),
+        (False, loc("AttachedStale", 5), {"generation": 6, "node_id": 2}, False),
+        (False, loc("AttachedStale", 5), {"generation": 5, "node_id": 2}, False),
+        # The source holds nothing attached (or nothing the authority knows of): a new one.
+        (False, loc("Secondary"), {"generation": 5, "node_id": 1}, False),
+        (False, None, {"generation": 5, "node_id": 1}, False),
+        (False, loc("AttachedSingle", 5), {"generation": None, "node_id": None}, False),
+    ],
+)
+def test_a_rollback_keeps_the_source_generation_only_while_no_other_was_issued(issued, src_loc, inspected, keeps):
+    assert m.rollback_keeps_generation(issued, src_loc, inspected, 1) is keeps
+
+
 # ---- plan and report -----------------------------------------------------------------------------------------
 
 OPTIONS = {

@@ -372,6 +372,70 @@ def test_a_failure_before_cutover_rolls_back_under_a_new_generation_for_the_sour
     assert fleet.locations["ps1"][T]["tenant_conf"] == ORIGINAL
 
 
+def test_a_destination_that_dies_right_before_the_cutover_stops_the_move_where_it_can_roll_back(fleet, params):
+    """The destination caught up, then died (after the last catch-up probe): no compute may be sent to it. The
+    catch-up step fails before the point of no return, and the recovery rolls back to the source."""
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm", "stale", "attach"])
+    run = MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None)
+    close_gap = run.close_gap
+
+    def close_gap_then_die():
+        close_gap()
+        fleet.down.add("ps2")
+
+    run.close_gap = close_gap_then_die
+    with pytest.raises(MigrationError, match="ps2"):
+        run.step("catchup")
+    state = json.loads((Path(p["state_dir"]) / f"{p['run_id']}.run.json").read_text())
+    assert not state["cutover_started"] and state["failed_phase"] == "catchup"
+
+    result = MigrationRun({**p, "error": "x"}, fleet.client, warn=lambda _: None, sleep=lambda _: None).step("recover")
+
+    assert result["recovery"] == "rollback" and result["outcome"] == "rolled_back"
+    assert fleet.locations["ps1"][T]["mode"] == "AttachedSingle"
+    assert fleet.generation[T] == (3, 1)  # above the destination's: the dead destination is fenced off
+
+
+def test_a_policy_the_controller_did_not_take_back_is_given_back_by_a_rerun(fleet, params):
+    """The storage controller fails at the end of a finished move: the tenant stays at Stop, the lock keeps the
+    journal (released) with the policy from before, and a rerun (the move already done) puts it back."""
+    p = params()
+    run_phases(fleet, p, LIVE)
+    fleet.down.add("storcon")
+    result = end(fleet, p)
+
+    assert result["outcome"] == "migrated" and fleet.policy == "Stop"
+    assert any("still at scheduling policy Stop" in w for w in result["run_warnings"])
+    lock = json.loads((Path(p["state_dir"]) / f"{T}.lock").read_text())
+    assert lock["released"] and lock["journal"]["storcon_scheduling"] == "Active"
+
+    fleet.down.discard("storcon")
+    rerun = params()
+    begin = MigrationRun(rerun, fleet.client, warn=lambda _: None).begin(check_mode=False)
+    again = end(fleet, rerun, "already_done")
+
+    assert begin["path"] == "done"
+    assert fleet.policy == "Active"
+    assert again["outcome"] == "already_done" and not again["run_warnings"]
+    assert not (Path(p["state_dir"]) / f"{T}.lock").exists()
+
+
+def test_a_failure_before_the_attach_rolls_back_in_place_under_the_source_generation(fleet, params):
+    """No generation was issued to the destination: the source gets its overrides back in its own generation (an
+    in-place change, no re-attach), and nothing asks the storage controller for a new one."""
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm"])
+    result = MigrationRun({**p, "error": "x"}, fleet.client, warn=lambda _: None, sleep=lambda _: None).step("recover")
+
+    assert result["recovery"] == "rollback" and result["outcome"] == "rolled_back"
+    assert fleet.generation[T] == (1, 1)
+    assert not [e for e in fleet.log if e[2].endswith("/attach-hook")]
+    assert fleet.locations["ps1"][T] == {**fleet.locations["ps1"][T], "mode": "AttachedSingle", "generation": 1}
+    assert fleet.locations["ps1"][T]["tenant_conf"] == ORIGINAL
+    assert T not in fleet.locations["ps2"]
+
+
 def test_a_branch_created_on_the_source_after_the_attach_is_recreated_on_the_destination(fleet, params):
     p = params()
     run_phases(fleet, p, ["suspend", "prewarm", "stale", "attach"])
