@@ -447,6 +447,13 @@ def verify_copy(client, src_objects: dict, dst_bucket: str, src_prefix: str, dst
     }
 
 
+def source_changed(exc) -> bool:
+    """A conditional copy refused because the source object changed since it was listed (an index_part that its
+    pageserver rewrote): list again and copy the delta."""
+    error = (getattr(exc, "response", None) or {}).get("Error") or {}
+    return error.get("Code") in ("PreconditionFailed", "412")
+
+
 def copy_tenant(
     client,
     src_bucket: str,
@@ -458,10 +465,16 @@ def copy_tenant(
     concurrency: int,
     transfer_config,
     multipart_threshold: int,
+    select=None,
 ) -> dict:
-    """List, plan, copy (unless check mode) and verify one tenant; returns the module's result figures."""
+    """List, plan, copy (unless check mode) and verify one tenant; returns the module's result figures.
+
+    ``select(keys) -> keys`` narrows the source objects (the migration engine leaves out heatmaps that are not the
+    moving shards' own)."""
     started = time.monotonic()
     src_objects = list_tenant(client, src_bucket, src_prefix, tenant_id)
+    if select is not None:
+        src_objects = {k: src_objects[k] for k in select(list(src_objects))}
     dst_objects = list_tenant(client, dst_bucket, dst_prefix, tenant_id)
     to_copy, skipped = plan_copy(client, src_objects, dst_objects, dst_bucket, src_prefix, dst_prefix)
     shards = sorted({parse_key(k, src_prefix)["tenant_shard_id"] for k in src_objects if parse_key(k, src_prefix)})
