@@ -144,8 +144,10 @@ def _prefix(value) -> str:
 def copy_pass(stages: dict, attached_in_this_run: bool) -> str:
     """``initial`` (the source is stale, the destination not attached yet: copy everything) or ``delta`` (the
     destination is attached: copy what the source uploaded since, so the destination's location holds the
-    source's newest index_part and layers before the computes move and the source is demoted). After the demotion
-    a ``final`` pass takes what the stale source uploaded until then."""
+    source's newest index_part and layers before the computes move and the source is demoted).
+
+    No pass after the destination's AttachedSingle: its compaction and GC run again by then and delete layers it
+    inherited, which a later copy would put back."""
     if attached_in_this_run or (stages and all(s in ("catchup", "finalize", "done") for s in stages.values())):
         return "delta"
     return "initial"
@@ -155,15 +157,14 @@ def copy_selection(keys, prefix: str, tenant_id: str, moving: list, pass_kind: s
     """The source keys the copy takes: every object of the tenant, except heatmaps that are not the moving
     shards' own (another shard's heatmap may belong to a pageserver that uses the destination location) and, in
     the delta pass, any heatmap (the destination attached by then and uploads its own). Every other key carries
-    its generation or is immutable, so a copy never overwrites what another attachment wrote. The ``final`` pass
-    (after the source's demotion) selects like ``delta``."""
+    its generation or is immutable, so a copy never overwrites what another attachment wrote."""
     moving = set(moving)
     out = []
     for key in keys:
         info = _s3.parse_key(key, prefix)
         if info is None or info["tenant_id"] != tenant_id:
             continue
-        if info["kind"] == "heatmap" and (pass_kind != "initial" or info["tenant_shard_id"] not in moving):
+        if info["kind"] == "heatmap" and (pass_kind == "delta" or info["tenant_shard_id"] not in moving):
             continue
         out.append(key)
     return sorted(out)
@@ -565,7 +566,7 @@ def copy_plan_lines(tenant_id: str, copy: dict) -> list:
         lines.append(
             f"copy: now {estimate['source']['objects']} objects ({estimate['source']['bytes']} bytes) at the source; "
             f"{estimate['to_copy']['objects']} objects ({estimate['to_copy']['bytes']} bytes) to copy, "
-            f"{estimate['skipped']['objects']} already at the destination"
+            f"{estimate['identical']['objects']} already at the destination"
         )
         for key in estimate.get("would_copy", [])[:COPY_PLAN_KEYS]:
             lines.append(f"copy: would copy {key}")

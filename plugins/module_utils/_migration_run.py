@@ -583,7 +583,7 @@ class MigrationRun:
                 f"tenants/: is neon_s3_prefix of {run['source']['name']} right?"
             )
         run["copy"]["estimate"] = {
-            k: estimate[k] for k in ("source", "to_copy", "skipped", "would_copy") if k in estimate
+            k: estimate[k] for k in ("source", "to_copy", "identical", "would_copy") if k in estimate
         }
         # The plan names some keys; the figures count all of them.
         run["copy"]["estimate"]["would_copy"] = estimate.get("would_copy", [])[:100] if run["check_mode"] else []
@@ -615,7 +615,7 @@ class MigrationRun:
             rounds.append(
                 {
                     k: result.get(k)
-                    for k in ("source", "to_copy", "skipped", "copied", "verified", "layers_checked", "seconds")
+                    for k in ("source", "to_copy", "identical", "copied", "verified", "layers_checked", "seconds")
                 }
                 | {"mismatched": len(result["mismatched"]), "missing_layers": len(result["missing_layers"])}
             )
@@ -628,18 +628,6 @@ class MigrationRun:
             f"copying tenant {run['tenant_id']} from {self.copy_where()}: the destination still differs from the "
             f"source after {COPY_ROUNDS} rounds ({rounds[-1]})"
         )
-
-    def copy_final(self):
-        """After the source's demotion: what it uploaded while stale, until then, so the destination's location
-        holds everything of the tenant the source's does. The tenant is safe on the destination whatever happens
-        here, so a failure is a warning, not a failed move."""
-        try:
-            self.copy_data("final")
-        except MigrationError as exc:
-            self.run["warnings"].append(
-                f"the last copy from {self.copy_where()} failed ({exc}); the destination serves the tenant, but run "
-                "neonops.storage.s3_tenant_copy again before releasing the source's location"
-            )
 
     def phase_copy(self):
         run = self.run
@@ -1098,8 +1086,6 @@ class MigrationRun:
                 except (NeonAPIError, MigrationError) as exc:
                     # The source can die at any moment after cutover; the tenant is safe on the destination.
                     failures.append(str(exc))
-        if run.get("copy") and run["src_reachable"] and not failures:
-            self.copy_final()
         if failures or not run["src_reachable"]:
             run["warnings"].append(
                 f"{run['source']['name']} could not be demoted ({'; '.join(failures) or 'unreachable'}). It no "

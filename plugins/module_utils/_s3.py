@@ -403,10 +403,18 @@ def copy_objects(
     return copied
 
 
-def verify_copy(client, src_objects: dict, dst_bucket: str, src_prefix: str, dst_prefix: str) -> dict:
+def verify_copy(
+    client, src_objects: dict, dst_bucket: str, src_prefix: str, dst_prefix: str, dst_objects: dict | None = None
+) -> dict:
     """Check every source object at the destination (size + ETag) and every layer referenced by the newest
-    index_part of every shard's timelines (read from the destination). Returns figures and problems."""
-    dst_objects = list_objects(client, dst_bucket, tenants_root(dst_prefix))
+    index_part of every shard's timelines (read from the destination). Returns figures and problems.
+
+    ``dst_objects``: a listing of the destination taken after the last write to it (else it is listed here)."""
+    if dst_objects is None:
+        tenants = {parse_key(k, src_prefix)["tenant_id"] for k in src_objects if parse_key(k, src_prefix)}
+        dst_objects = {}
+        for tenant_id in sorted(tenants):
+            dst_objects.update(list_tenant(client, dst_bucket, dst_prefix, tenant_id))
     mismatched = []
     verified = {"objects": 0, "bytes": 0}
     for key, obj in sorted(src_objects.items()):
@@ -472,10 +480,13 @@ def copy_tenant(
     ``select(keys) -> keys`` narrows the source objects (the migration engine leaves out heatmaps that are not the
     moving shards' own)."""
     started = time.monotonic()
-    src_objects = list_tenant(client, src_bucket, src_prefix, tenant_id)
+    # Both listings at once; they are the copy's only full reads of either side.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        src_listing = pool.submit(list_tenant, client, src_bucket, src_prefix, tenant_id)
+        dst_listing = pool.submit(list_tenant, client, dst_bucket, dst_prefix, tenant_id)
+        src_objects, dst_objects = src_listing.result(), dst_listing.result()
     if select is not None:
         src_objects = {k: src_objects[k] for k in select(list(src_objects))}
-    dst_objects = list_tenant(client, dst_bucket, dst_prefix, tenant_id)
     to_copy, skipped = plan_copy(client, src_objects, dst_objects, dst_bucket, src_prefix, dst_prefix)
     shards = sorted({parse_key(k, src_prefix)["tenant_shard_id"] for k in src_objects if parse_key(k, src_prefix)})
     result = {
@@ -483,7 +494,7 @@ def copy_tenant(
         "shards": shards,
         "source": {"objects": len(src_objects), "bytes": sum(o["size"] for o in src_objects.values())},
         "to_copy": {"objects": len(to_copy), "bytes": sum(o["size"] for _s, _d, o in to_copy)},
-        "skipped": {"objects": len(skipped), "bytes": sum(o["size"] for _s, _d, o in skipped)},
+        "identical": {"objects": len(skipped), "bytes": sum(o["size"] for _s, _d, o in skipped)},
         "copied": {"objects": 0, "bytes": 0, "multipart": 0},
         "would_copy": [d for _s, d, _o in to_copy] if check_mode else [],
     }
@@ -492,6 +503,8 @@ def copy_tenant(
             client, to_copy, src_bucket, src_prefix, dst_bucket, concurrency, transfer_config, multipart_threshold
         )
     if not check_mode:
-        result.update(verify_copy(client, src_objects, dst_bucket, src_prefix, dst_prefix))
+        # Nothing copied: the listing just taken is the destination as it is; else list it again.
+        unchanged = dst_objects if not to_copy else None
+        result.update(verify_copy(client, src_objects, dst_bucket, src_prefix, dst_prefix, unchanged))
     result["seconds"] = round(time.monotonic() - started, 3)
     return result

@@ -451,7 +451,7 @@ def test_plan_of_a_move_across_locations_copies_after_stale_and_prewarms_from_th
         "estimate": {
             "source": {"objects": 30, "bytes": 3000},
             "to_copy": {"objects": 25, "bytes": 2500},
-            "skipped": {"objects": 5, "bytes": 500},
+            "identical": {"objects": 5, "bytes": 500},
             "would_copy": [f"other/tenants/{T}/k{i}" for i in range(25)],
         },
     }
