@@ -23,7 +23,7 @@ import json
 import re
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_tenant_id
 
@@ -388,13 +388,15 @@ def copy_objects(
             running = set()
             failure = None
             while failure is None:
+                # Keep `concurrency` copies in flight: a new one starts as soon as any finishes (waiting for a
+                # whole batch would leave threads idle behind its slowest copy).
                 for item in items:
                     running.add(pool.submit(one, item))
                     if len(running) >= concurrency:
                         break
                 if not running:
                     break
-                done, running = wait(running, return_when=FIRST_EXCEPTION)
+                done, running = wait(running, return_when=FIRST_COMPLETED)
                 failure = next((f.exception() for f in done if f.exception() is not None), None)
             if failure is not None:
                 wait(running)

@@ -146,16 +146,18 @@ def test_interrupted_copy_resumes_without_copying_twice(s3, make_bucket, moto_ur
 
     run = run_module(s3_tenant_copy, _args(moto_url, src, dst, concurrency=4))
     assert run.failed and "injected fault" in run["msg"], run.result
-    assert run["copied"]["objects"] == 20 == sum(copies.values())
+    # The copies in flight when the fault hit finish (at most concurrency - 1 of them); no new one starts.
+    done = sum(copies.values())
+    assert run["copied"]["objects"] == done and 20 <= done < 24
     partial = snapshot(s3, dst)
-    assert len(partial) == 20
+    assert len(partial) == done
     # copy order: no index_part or heatmap lands before every layer is there
     assert all("/index_part.json" not in k and "heatmap" not in k for k in partial)
 
     limit["value"] = None
     rerun = run_module(s3_tenant_copy, _args(moto_url, src, dst, concurrency=4))
     assert not rerun.failed and rerun.changed, rerun.result
-    assert rerun["identical"]["objects"] == 20 and rerun["copied"]["objects"] == 32
+    assert rerun["identical"]["objects"] == done and rerun["copied"]["objects"] == 52 - done
     assert rerun["verified"]["objects"] == 52
     assert set(copies) == _moved(keys) and set(copies.values()) == {1}, "every object copied exactly once"
 
