@@ -1393,7 +1393,7 @@ def build_report(run: dict) -> dict:
         "recreated_timelines": run.get("recreated_timelines", []),
         "s3_copy": {
             "needed": bool(run.get("copy")),
-            **({k: v for k, v in (run.get("copy") or {}).items()}),
+            **(run.get("copy") or {}),
             "passes": run.get("copy_passes", []),
         },
         "destination_free_bytes": run.get("free_bytes"),

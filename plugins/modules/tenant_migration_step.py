@@ -347,8 +347,8 @@ generations:
 copy:
   description:
     - C(null) when source and destination use the same bucket and prefix; else the copy's C(source) and
-      C(destination) (C(bucket), C(prefix)) and, from preflight, C(estimate) (C(source), C(to_copy), C(skipped):
-      objects and bytes; in check mode C(would_copy), the first keys).
+      C(destination) (C(bucket), C(prefix)) and, from preflight, C(estimate) (C(source), C(to_copy) and
+      C(identical), each with objects and bytes; in check mode C(would_copy), the first keys).
   returned: always
   type: dict
 compute_targets:
