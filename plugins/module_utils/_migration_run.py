@@ -260,8 +260,10 @@ class MigrationRun:
         return self.result()
 
     def result(self) -> dict:
-        keys = ("path", "stages", "generations", "outcome", "recovery", "compute_targets", "plan", "error", "copy")
+        keys = ("path", "stages", "generations", "outcome", "recovery", "compute_targets", "plan", "error")
         out = {k: self.run.get(k) for k in keys if k in self.run}
+        if "copy" in self.run:
+            out["s3_copy"] = self.run["copy"]  # not "copy": Jinja would find the dict's copy() method
         # Not "warnings": Ansible shows that key at every step; these go to the report and the summary.
         out["run_warnings"] = self.run.get("warnings", [])
         out["computes"] = [

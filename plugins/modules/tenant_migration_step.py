@@ -344,7 +344,7 @@ generations:
   description: Per shard, the generation before and after the move (and C(rollback) after a rollback).
   returned: always
   type: dict
-copy:
+s3_copy:
   description:
     - C(null) when source and destination use the same bucket and prefix; else the copy's C(source) and
       C(destination) (C(bucket), C(prefix)) and, from preflight, C(estimate) (C(source), C(to_copy) and

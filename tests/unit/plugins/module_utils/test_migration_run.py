@@ -509,8 +509,8 @@ def test_a_move_across_prefixes_copies_after_stale_before_attach_and_the_delta_b
     begin = run_phases(fleet, p, LIVE_ACROSS, s3_client=lambda _s: client, between=between)
     result = end(fleet, p)
 
-    assert begin["copy"]["source"] == {"bucket": across.bucket, "prefix": "src"}
-    assert begin["copy"]["estimate"]["to_copy"]["objects"] == len(across.keys)
+    assert begin["s3_copy"]["source"] == {"bucket": across.bucket, "prefix": "src"}
+    assert begin["s3_copy"]["estimate"]["to_copy"]["objects"] == len(across.keys)
     # Nothing at the destination before the source went stale; everything before the destination attached.
     assert seen["stale"] == {}
     assert set(seen["copy"]) == {k[len("src/") :] for k in across.keys}
@@ -572,7 +572,7 @@ def test_check_mode_reports_the_copy_with_reads_only(fleet, across):
     result = MigrationRun(p, fleet.client, warn=lambda _: None, s3_client=lambda _s: client).begin(check_mode=True)
     assert client.mutating() == [] and fleet.mutations() == []
     assert across.listing("dst/") == {}
-    assert result["copy"]["estimate"]["to_copy"]["objects"] == len(across.keys)
+    assert result["s3_copy"]["estimate"]["to_copy"]["objects"] == len(across.keys)
     assert any(line.startswith("copy: would copy dst/tenants/") for line in result["plan"])
 
 
