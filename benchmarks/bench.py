@@ -34,6 +34,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from migration_harness import WORKLOAD, migrate, topology, wait_for_writes, workload, workload_action  # noqa: E402
 
@@ -334,11 +335,41 @@ def render(rows: list[dict], meta: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+S3_SECTION = "## S3 tenant copy"
+
+
+def replace_section(path: Path, moves: str | None, s3copy: str | None) -> str:
+    """docs/benchmarks.md: the move tables (with their reading notes), then the S3 copy section last; a part not
+    measured in this run is kept as it was."""
+    old = path.read_text() if path.exists() else ""
+    old_moves, sep, old_s3 = old.partition(S3_SECTION)
+    text = (moves if moves is not None else old_moves).rstrip()
+    s3 = s3copy if s3copy is not None else (S3_SECTION + old_s3 if sep else "")
+    return f"{text}\n\n{s3.strip()}\n" if s3.strip() else f"{text}\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))
     parser.add_argument("--rounds", type=int, default=3, help="moves per case (alternating direction)")
+    parser.add_argument(
+        "--only", choices=["all", "moves", "s3copy"], default="all", help="measure only these (the rest is kept)"
+    )
+    parser.add_argument("--s3-layers", type=int, default=5000, help="small layer files of the S3 copy benchmark")
     args = parser.parse_args()
+    output = Path(args.output)
+    s3_text = None
+    if args.only in ("all", "s3copy"):
+        import s3copy
+
+        with tempfile.TemporaryDirectory(prefix="neonops-bench-s3-") as tmp:
+            result = s3copy.bench(Path(tmp), layers=args.s3_layers)
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        s3_text = s3copy.render(result, when, f"{platform.machine()}, {os.cpu_count()} cores")
+        print(s3_text)
+        if args.only == "s3copy":
+            output.write_text(replace_section(output, None, s3_text))
+            return 0
     tenants = [{"name": kind, "pageservers": ["ps1"]} for _, kind in CASES]
     computes = [{"name": f"c-{kind}", "tenant": kind, "workload": BENCH_WORKLOAD} for _, kind in CASES]
     with tempfile.TemporaryDirectory(prefix="neonops-bench-") as tmp:
@@ -371,7 +402,7 @@ def main() -> int:
         finally:
             sim.down()
     text = render(rows, meta)
-    Path(args.output).write_text(text)
+    output.write_text(replace_section(output, text, s3_text))
     print(text)
     return 0
 

@@ -31,6 +31,9 @@ def build_inventory(fleet: dict, tokens: dict | None = None) -> dict:
         "neon_s3_endpoint_url": s3["endpoint_url"],
         "neon_s3_bucket": s3["bucket"],
         "neon_s3_region": s3["region"],
+        # moto's keys (any pair works); on AWS leave these out and let boto3 find the instance role's.
+        "neon_s3_access_key": s3.get("access_key", "testing"),
+        "neon_s3_secret_key": s3.get("secret_key", "testing"),
         "neonsim_dir": fleet["dir"],
     }
     if tokens:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 
+from ansible_collections.neonops.storage.plugins.module_utils import _s3
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_tenant_id
 from ansible_collections.neonops.storage.plugins.module_utils._lsn import Lsn
 
@@ -81,25 +82,100 @@ def identity_refusal(node: dict, answered_id, role: str) -> str | None:
     )
 
 
-def remote_storage_mismatch(source: dict, destination: dict) -> str | None:
-    """Why the two pageservers cannot hand a tenant over through S3, or None.
+def remote_location(node: dict) -> tuple:
+    """``(bucket, prefix)`` where a pageserver keeps its tenants (inventory ``neon_s3_bucket``, ``neon_s3_prefix``)."""
+    return (node.get("s3_bucket") or "", _prefix(node.get("s3_prefix")))
 
-    An attach reads the tenant's index_part from the destination's own bucket and prefix, so both must be the
-    same until a copy step exists.
+
+def remote_copy(source: dict, destination: dict, s3: dict) -> dict | None:
+    """Whether the move must copy the tenant's remote data, from where to where; ``None`` when both pageservers
+    use the same bucket and prefix.
+
+    An attach reads the tenant's index_part from the destination's own bucket and prefix (upstream
+    ``pageserver/src/tenant/remote_timeline_client.rs``), so between different locations the engine copies the
+    tenant there first. Refused, naming the inventory variable, when the copy cannot be done safely: a location
+    that is unknown or not a valid prefix, the bucket root, one location inside the other's tenant tree, the copy
+    switched off, or no S3 access configured.
     """
-    src = (source.get("s3_bucket") or "", _prefix(source.get("s3_prefix")))
-    dst = (destination.get("s3_bucket") or "", _prefix(destination.get("s3_prefix")))
+    src, dst = remote_location(source), remote_location(destination)
     if src == dst:
         return None
-    return (
-        f"{source['name']} stores tenants in bucket {src[0] or '(default)'!r} under prefix {src[1] or '(none)'!r}, "
-        f"{destination['name']} in bucket {dst[0] or '(default)'!r} under prefix {dst[1] or '(none)'!r}; a move "
-        "between different remote storage locations is refused (the destination would not find the tenant's data)"
+    where = (
+        f"{source['name']} stores tenants in bucket {src[0] or '(unknown)'!r} under prefix {src[1] or '(none)'!r}, "
+        f"{destination['name']} in bucket {dst[0] or '(unknown)'!r} under prefix {dst[1] or '(none)'!r}"
+    )
+    if not s3.get("copy", True):
+        return _refuse_copy(where, "tenant_migration_s3_copy is false, so the move cannot copy the tenant's data")
+    if not (s3.get("region") or s3.get("endpoint_url")):
+        return _refuse_copy(
+            where,
+            "no S3 access is configured for the copy: set neon_s3_region (or tenant_migration_s3_region) and, "
+            "off AWS, neon_s3_endpoint_url (or tenant_migration_s3_endpoint_url)",
+        )
+    out = {}
+    for role, node, (bucket, prefix) in (("source", source, src), ("destination", destination, dst)):
+        try:
+            out[role] = {
+                "bucket": _s3.validate_bucket(bucket, f"neon_s3_bucket of {node['name']}"),
+                "prefix": _s3.validate_prefix(prefix, f"neon_s3_prefix of {node['name']}"),
+            }
+        except ValueError as exc:
+            return _refuse_copy(where, str(exc))
+    try:
+        _s3.check_distinct(
+            out["source"]["bucket"], out["source"]["prefix"], out["destination"]["bucket"], out["destination"]["prefix"]
+        )
+    except ValueError as exc:
+        return _refuse_copy(where, str(exc))
+    return out
+
+
+def _refuse_copy(where: str, why: str):
+    raise MigrationError(
+        f"{where}: the destination attaches from its own location and would not find the tenant there unless the "
+        f"move copies it, and that copy is refused: {why}"
     )
 
 
 def _prefix(value) -> str:
     return (value or "").strip("/")
+
+
+def copy_pass(stages: dict, attached_in_this_run: bool) -> str:
+    """``initial`` (the source is stale, the destination not attached yet: copy everything) or ``delta`` (the
+    destination is attached: copy what the source uploaded since, so the destination's location holds the
+    source's newest index_part and layers before the computes move and the source is demoted).
+
+    No pass after the destination's AttachedSingle: its compaction and GC run again by then and delete layers it
+    inherited, which a later copy would put back."""
+    if attached_in_this_run or (stages and all(s in ("catchup", "finalize", "done") for s in stages.values())):
+        return "delta"
+    return "initial"
+
+
+def copy_selection(keys, prefix: str, tenant_id: str, moving: list, pass_kind: str) -> list:
+    """The source keys the copy takes: every object of the tenant, except heatmaps that are not the moving
+    shards' own (another shard's heatmap may belong to a pageserver that uses the destination location) and, in
+    the delta pass, any heatmap (the destination attached by then and uploads its own). Every other key carries
+    its generation or is immutable, so a copy never overwrites what another attachment wrote."""
+    moving_shards = set(moving)
+    out = []
+    for key in keys:
+        info = _s3.parse_key(key, prefix)
+        if info is None or info["tenant_id"] != tenant_id:
+            continue
+        if info["kind"] == "heatmap" and (pass_kind == "delta" or info["tenant_shard_id"] not in moving_shards):
+            continue
+        out.append(key)
+    return sorted(out)
+
+
+def copy_round_verdict(result: dict) -> str:
+    """After one round of copy and verification: ``done``, or ``again`` when the source changed under it (an
+    index_part rewritten after the listing: a conditional copy refused, or a layer it references not listed)."""
+    if result.get("source_changed") or result.get("mismatched") or result.get("missing_layers"):
+        return "again"
+    return "done"
 
 
 # ---- lock ----------------------------------------------------------------------------------------------------
@@ -428,19 +504,27 @@ def plan_lines(state: dict, options: dict) -> list:
                 f"suspend: PUT {src['api_url']}/v1/tenant/{s['tsid']}/location_config mode={s['src_mode']} "
                 f"generation={s['src_generation']} tenant_conf={_json(s['suspended_conf'])}"
             )
+        copy = state.get("copy")
+        prewarm = []
         if options["prewarm"]:
             for s in attach:
-                lines.append(
+                upload = "" if copy else f"POST {src['api_url']}/v1/tenant/{s['tsid']}/heatmap_upload; "
+                prewarm.append(
                     f"prewarm: PUT {dst['api_url']}/v1/tenant/{s['tsid']}/location_config mode=Secondary warm=true; "
-                    f"POST {src['api_url']}/v1/tenant/{s['tsid']}/heatmap_upload; POST {dst['api_url']}/v1/tenant/"
+                    f"{upload}POST {dst['api_url']}/v1/tenant/"
                     f"{s['tsid']}/secondary/download?wait_ms={options['download_request_ms']} until complete or "
                     f"{options['download_timeout']} s"
                 )
+        if not copy:
+            lines += prewarm
         for s in start:
             lines.append(
                 f"stale: PUT {src['api_url']}/v1/tenant/{s['tsid']}/location_config?flush_ms={options['flush_ms']} "
                 f"mode=AttachedStale generation={s['src_generation']}"
             )
+        if copy:
+            lines += copy_plan_lines(state["tenant_id"], copy)
+            lines += prewarm
         for s in attach:
             lines.append(
                 f"attach: POST {storcon['url']}/debug/v1/attach-hook node_id={dst['node_id']} (new generation > "
@@ -456,6 +540,11 @@ def plan_lines(state: dict, options: dict) -> list:
         lines.append(
             "timelines: compare the source and destination timeline sets; recreate branches missing on the destination"
         )
+        if copy:
+            lines.append(
+                f"copy (delta): before the computes move, copy again what {src['name']} uploaded under "
+                f"s3://{copy['source']['bucket']}/{copy['source']['prefix']}/ since the first copy, then verify"
+            )
     elif path == "failover":
         lines.append(f"path: failover (source {src['name']} unreachable)")
         for s in shards:
@@ -490,6 +579,32 @@ def plan_lines(state: dict, options: dict) -> list:
         "remote_consistent_lsn past the cutover point, computes on the destination"
     )
     return lines
+
+
+def copy_plan_lines(tenant_id: str, copy: dict) -> list:
+    src, dst = copy["source"], copy["destination"]
+    lines = [
+        f"copy: s3://{src['bucket']}/{src['prefix']}/tenants/{tenant_id}* -> s3://{dst['bucket']}/{dst['prefix']}/"
+        "tenants/ (server-side copies; layers first, index_part after, heatmaps last; skip identical; verify every "
+        "object and every layer the newest index_part references)"
+    ]
+    estimate = copy.get("estimate")
+    if estimate:
+        lines.append(
+            f"copy: now {estimate['source']['objects']} objects ({estimate['source']['bytes']} bytes) at the source; "
+            f"{estimate['to_copy']['objects']} objects ({estimate['to_copy']['bytes']} bytes) to copy, "
+            f"{estimate['identical']['objects']} already at the destination"
+        )
+        for key in estimate.get("would_copy", [])[:COPY_PLAN_KEYS]:
+            lines.append(f"copy: would copy {key}")
+        more = len(estimate.get("would_copy", [])) - COPY_PLAN_KEYS
+        if more > 0:
+            lines.append(f"copy: ... and {more} more objects")
+    return lines
+
+
+# How many keys the plan names one by one (the rest are counted).
+COPY_PLAN_KEYS = 20
 
 
 def _json(value) -> str:

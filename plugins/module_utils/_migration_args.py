@@ -44,11 +44,12 @@ SETTINGS_BOUNDS: dict[str, tuple[float, float]] = {
     "disk_headroom_ratio": (0, 100),
     "lock_stale_after": (1, 30 * 86_400),
 }
-# The role's other numbers: the connection options every module gets, and the compute's wait.
+# The role's other numbers: the connection options every module gets, the compute's wait and the S3 copy's width.
 ROLE_BOUNDS: dict[str, tuple[float, float]] = {
     **{PREFIX + key: bounds for key, bounds in SETTINGS_BOUNDS.items()},
     PREFIX + "compute_timeout": (0, 7 * 86_400),
     PREFIX + "api_retries": (0, MAX_RETRIES),
+    PREFIX + "s3_concurrency": (1, 64),  # as s3_tenant_copy's concurrency
 }
 # Numbers that must be more than their lowest bound: (exclusive lowest, highest).
 ROLE_BOUNDS_ABOVE: dict[str, tuple[float, float]] = {PREFIX + "api_timeout": (0, MAX_TIMEOUT)}

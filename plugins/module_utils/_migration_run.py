@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from ansible_collections.neonops.storage.plugins.module_utils import _migration as decide
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver as ps
+from ansible_collections.neonops.storage.plugins.module_utils import _s3
 from ansible_collections.neonops.storage.plugins.module_utils import _safekeeper as sk
 from ansible_collections.neonops.storage.plugins.module_utils import _storcon as storcon
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError, NeonClient
@@ -41,7 +42,17 @@ CUTOVER_CHECK_SECONDS = 10.0
 # 409: another change of the same slot is running; 503: the pageserver is shutting the slot down or starting.
 BUSY_STATUSES = (409, 503)
 # The phases a step call runs (rollback runs inside recover); the module adds begin and end around them.
-PHASES = ("suspend", "prewarm", "stale", "attach", "catchup", "failover", "finalize", "verify", "recover")
+PHASES = ("suspend", "prewarm", "stale", "copy", "attach", "catchup", "failover", "finalize", "verify", "recover")
+# Rounds of list, copy and verify in one copy pass: a source that keeps rewriting its index_part under a live
+# workload needs a few; one that never settles fails the pass (and the move rolls back).
+COPY_ROUNDS = 6
+
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    S3_ERRORS: tuple = (BotoCoreError, ClientError, _s3.S3LayoutError)
+except ImportError:  # boto3 is needed only for a move between different S3 locations
+    S3_ERRORS = (_s3.S3LayoutError,)
 
 
 def iso(ts: float) -> str:
@@ -110,9 +121,13 @@ def process_alive(pid) -> bool | None:
 class MigrationRun:
     """One run of the runbook. ``clients(url, token, field)`` builds a ``NeonClient``."""
 
-    def __init__(self, params: dict, clients, warn, clock=time.time, sleep=time.sleep, monotonic=time.monotonic):
+    def __init__(
+        self, params: dict, clients, warn, clock=time.time, sleep=time.sleep, monotonic=time.monotonic, s3_client=None
+    ):
         self.p = params
         self._client_factory = clients
+        self._s3_factory = s3_client or default_s3_client
+        self._s3 = None
         self._clients: dict[str, NeonClient] = {}
         self.warn = warn
         self.clock = clock
@@ -249,6 +264,8 @@ class MigrationRun:
     def result(self) -> dict:
         keys = ("path", "stages", "generations", "outcome", "recovery", "compute_targets", "plan", "error")
         out = {k: self.run.get(k) for k in keys if k in self.run}
+        if "copy" in self.run:
+            out["s3_copy"] = self.run["copy"]  # not "copy": Jinja would find the dict's copy() method
         # Not "warnings": Ansible shows that key at every step; these go to the report and the summary.
         out["run_warnings"] = self.run.get("warnings", [])
         out["computes"] = [
@@ -286,6 +303,9 @@ class MigrationRun:
             "bytes_warmed": 0,
             "bytes_warm_total": 0,
             "storcon_restored": False,
+            "s3": public_s3_settings(p.get("s3")),
+            "copy_passes": [],
+            "destination_attached": False,
         }
         try:
             self._resolve(tenant_id)
@@ -477,9 +497,9 @@ class MigrationRun:
             raise MigrationError(
                 f"Source {src['name']} is unreachable ({run['src_error']}) and tenant_migration_failover is false."
             )
-        mismatch = decide.remote_storage_mismatch(src, dst)
-        if mismatch and run["path"] != "done":
-            raise MigrationError(mismatch)
+        run["copy"] = None
+        if run["path"] != "done":
+            run["copy"] = decide.remote_copy(src, dst, run["s3"])
         # Timelines and size, from the source while it serves the tenant, else from the destination.
         timeline_ids, physical = set(run["timeline_ids"]), 0
         for shard in shards:
@@ -511,6 +531,139 @@ class MigrationRun:
                 raise MigrationError(refusal)
             for timeline_id in run["timeline_ids"]:
                 self.safekeeper_commit(timeline_id, require=True)
+        if run["copy"]:
+            self.copy_estimate()
+
+    # ==== remote storage copy (source and destination in different buckets or prefixes) =====================
+
+    def s3(self):
+        if self._s3 is None:
+            try:
+                self._s3 = self._s3_factory(self.p.get("s3") or {})
+            except (ValueError, ImportError) as exc:
+                raise MigrationError(f"s3: cannot build an S3 client for the copy: {exc}") from None
+        return self._s3
+
+    def copy_args(self, pass_kind: str) -> dict:
+        run, copy = self.run, self.run["copy"]
+        moving = [s["tsid"] for s in run["shards"]]
+        src_prefix = copy["source"]["prefix"]
+
+        def select(keys):
+            return decide.copy_selection(keys, src_prefix, run["tenant_id"], moving, pass_kind)
+
+        return {
+            "src_bucket": copy["source"]["bucket"],
+            "src_prefix": src_prefix,
+            "dst_bucket": copy["destination"]["bucket"],
+            "dst_prefix": copy["destination"]["prefix"],
+            "tenant_id": run["tenant_id"],
+            "concurrency": int(run["s3"]["concurrency"]),
+            "transfer_config": transfer_config(run["s3"]),
+            "multipart_threshold": int(run["s3"]["multipart_threshold"]),
+            "select": select,
+        }
+
+    def copy_where(self) -> str:
+        copy = self.run["copy"]
+        src, dst = copy["source"], copy["destination"]
+        return f"s3://{src['bucket']}/{src['prefix']}/ to s3://{dst['bucket']}/{dst['prefix']}/"
+
+    def copy_estimate(self):
+        """Preflight (read only: LIST and HEAD): S3 answers, the tenant is where the inventory says, and what the
+        copy would take. Refuses when the source location holds nothing of the tenant (a wrong neon_s3_prefix)."""
+        run = self.run
+        kind = decide.copy_pass(run["stages"], False)
+        try:
+            estimate = _s3.copy_tenant(self.s3(), check_mode=True, **self.copy_args(kind))
+        except S3_ERRORS as exc:
+            raise MigrationError(
+                f"the move copies tenant {run['tenant_id']} from {self.copy_where()}, but reading S3 failed: {exc}"
+            ) from None
+        if not estimate["source"]["objects"]:
+            raise MigrationError(
+                f"the move copies tenant {run['tenant_id']} from {self.copy_where()}, but the source holds no object "
+                f"of the tenant under s3://{run['copy']['source']['bucket']}/{run['copy']['source']['prefix']}/"
+                f"tenants/: is neon_s3_prefix of {run['source']['name']} right?"
+            )
+        run["copy"]["estimate"] = {
+            k: estimate[k] for k in ("source", "to_copy", "identical", "would_copy") if k in estimate
+        }
+        # The plan names some keys; the figures count all of them.
+        run["copy"]["estimate"]["would_copy"] = estimate.get("would_copy", [])[:100] if run["check_mode"] else []
+
+    def copy_data(self, pass_kind: str) -> dict:
+        """Copy and verify, round after round, until one round's copy and verification hold against the source's
+        listing; a rerun after an interruption skips every object already copied (same size and ETag)."""
+        run = self.run
+        rounds: list[dict] = []
+        args = self.copy_args(pass_kind)
+        copied_total = {"objects": 0, "bytes": 0, "multipart": 0}
+        entry = {"pass": pass_kind, "rounds": rounds, "copied": copied_total}
+        run["copy_passes"].append(entry)
+        for _attempt in range(COPY_ROUNDS):
+            try:
+                result = _s3.copy_tenant(self.s3(), check_mode=False, **args)
+            except (_s3.CopyInterrupted, *S3_ERRORS) as failure:
+                # A failure part way carries what was copied before it (CopyInterrupted); a listing failure, nothing.
+                exc: BaseException = failure
+                copied: dict = {}
+                if isinstance(failure, _s3.CopyInterrupted):
+                    exc, copied = failure.cause, failure.copied
+                    if not isinstance(exc, S3_ERRORS):
+                        raise exc from None
+                for k in copied_total:
+                    copied_total[k] += int(copied.get(k) or 0)
+                if _s3.source_changed(exc):
+                    rounds.append({"source_changed": True, "copied": copied})
+                    self.save()
+                    continue
+                raise MigrationError(
+                    f"copying tenant {run['tenant_id']} from {self.copy_where()} failed: {exc}"
+                ) from None
+            for k in copied_total:
+                copied_total[k] += int(result["copied"].get(k) or 0)
+            rounds.append(
+                {
+                    k: result.get(k)
+                    for k in ("source", "to_copy", "identical", "copied", "verified", "layers_checked", "seconds")
+                }
+                | {"mismatched": len(result["mismatched"]), "missing_layers": len(result["missing_layers"])}
+            )
+            self.save()
+            if decide.copy_round_verdict(result) == "done":
+                entry["verified"] = result["verified"]
+                entry["layers_checked"] = result["layers_checked"]
+                return entry
+        raise MigrationError(
+            f"copying tenant {run['tenant_id']} from {self.copy_where()}: the destination still differs from the "
+            f"source after {COPY_ROUNDS} rounds ({rounds[-1]})"
+        )
+
+    def phase_copy(self):
+        run = self.run
+        if not run.get("copy"):
+            return
+        pass_kind = decide.copy_pass(run["stages"], bool(run.get("destination_attached")))
+        if pass_kind == "initial" and run["src_reachable"]:
+            # The source flushed and went stale first: what it uploads from now on is the delta, copied later.
+            try:
+                src_locs = ps.location_configs(self.src)
+            except NeonAPIError as exc:
+                raise MigrationError(f"source unreadable before the copy: {exc}") from None
+            not_stale = [
+                s["tsid"]
+                for s in self.shards_at("start", "attach")
+                if (src_locs.get(s["tsid"]) or {}).get("mode") != "AttachedStale"
+            ]
+            if not_stale:
+                raise MigrationError(
+                    f"Refusing to copy the tenant to {run['destination']['name']}'s location: the source still "
+                    f"serves {not_stale} in a mode other than AttachedStale (flushed), so the copy would miss data."
+                )
+        self.copy_data(pass_kind)
+        if pass_kind == "delta":
+            self.mark_cutover()
 
     # ==== reading helpers ===================================================================================
 
@@ -637,8 +790,10 @@ class MigrationRun:
         for shard in shards:
             body = self.location_body(shard, "Secondary", conf=shard["suspended_conf"], warm=True)
             self.set_location("destination", shard, body)
-        for shard in shards:
-            ps.heatmap_upload(self.src, shard["tsid"])
+        if not self.run.get("copy"):
+            # Across locations the source is already stale: the heatmap it uploaded then came with the copy.
+            for shard in shards:
+                ps.heatmap_upload(self.src, shard["tsid"])
         deadline = self.monotonic() + float(s["download_timeout"])
         warmed, total, complete = 0, 0, {}
         for shard in shards:
@@ -719,6 +874,7 @@ class MigrationRun:
             self.write_lock("attach")  # the new generation is in the journal before the destination uses it
             body = self.location_body(shard, "AttachedMulti", generation, shard["suspended_conf"])
             self.set_location("destination", shard, body, lazy=False)
+        self.run["destination_attached"] = True
 
     def record_baseline(self):
         """Catch-up targets: the source's last_record_lsn read after it went stale, and the safekeepers' commit_lsn."""
@@ -790,7 +946,8 @@ class MigrationRun:
         # move here, where the computes still read from the source and recovery can roll back.
         for shard in self.shards_at("start", "attach", "catchup"):
             self.wait_active("destination", shard["tsid"], CUTOVER_CHECK_SECONDS)
-        self.mark_cutover()
+        if not run.get("copy"):
+            self.mark_cutover()  # else the copy's delta pass comes first and marks it
 
     def close_gap(self):
         """Right before the computes switch, let the destination reach what the safekeepers committed by now.
@@ -906,6 +1063,9 @@ class MigrationRun:
     def phase_failover(self):
         run = self.run
         node_id = run["destination"]["node_id"]
+        if run.get("copy"):
+            # The source is gone but its remote data is not: the destination attaches from its own location.
+            self.copy_data("initial")
         for shard in run["shards"]:
             if shard["dst_mode"] not in ("AttachedMulti", "AttachedSingle") or shard["tsid"] not in run["generations"]:
                 generation = self.new_generation(shard["tsid"], node_id)
@@ -1029,7 +1189,9 @@ class MigrationRun:
                 if src_locs is None:
                     src_locs = ps.location_configs(self.src)
                 src_loc = src_locs.get(tsid)
-                if decide.rollback_keeps_generation(False, src_loc, storcon.inspect(self.sc, tsid), node_id):
+                if src_loc and decide.rollback_keeps_generation(
+                    False, src_loc, storcon.inspect(self.sc, tsid), node_id
+                ):
                     generation = src_loc["generation"]
             if generation is None:
                 generation = self.new_generation(tsid, node_id)
@@ -1169,6 +1331,61 @@ class MigrationRun:
             handle.write(render_markdown(report))
 
 
+# ---- S3 ------------------------------------------------------------------------------------------------------
+
+S3_SECRETS = ("access_key", "secret_key", "session_token")
+
+
+def public_s3_settings(s3: dict | None) -> dict:
+    """The S3 settings a run keeps in its state and report: never the credentials (they come with every call)."""
+    s3 = dict(s3 or {})
+    out = {k: v for k, v in s3.items() if k not in S3_SECRETS}
+    out.setdefault("copy", True)
+    out.setdefault("concurrency", 16)
+    out.setdefault("multipart_threshold", 64 * _s3.MIB)
+    out.setdefault("multipart_chunksize", 64 * _s3.MIB)
+    return out
+
+
+def transfer_config(s3: dict):
+    from boto3.s3.transfer import TransferConfig
+
+    concurrency = int(s3["concurrency"])
+    return TransferConfig(
+        multipart_threshold=int(s3["multipart_threshold"]),
+        multipart_chunksize=int(s3["multipart_chunksize"]),
+        max_concurrency=min(concurrency, 4),  # parts in flight per multipart copy, inside `concurrency` copies
+        use_threads=True,
+    )
+
+
+def default_s3_client(s3: dict):
+    """A boto3 S3 client wrapped like amazon.aws's ``module.client()`` (``aws_retry=True`` per call), on top of
+    botocore's standard retries (503 SlowDown, dropped connections). Credentials: the given keys, else boto3's
+    chain (environment, profile, instance role)."""
+    import boto3
+    from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry, RetryingBotoClientWrapper
+    from botocore.config import Config
+
+    verify = s3.get("ca_bundle") or None
+    if s3.get("validate_certs") is False:
+        verify = False
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.get("endpoint_url") or None,
+        region_name=s3.get("region") or None,
+        aws_access_key_id=s3.get("access_key") or None,
+        aws_secret_access_key=s3.get("secret_key") or None,
+        aws_session_token=s3.get("session_token") or None,
+        verify=verify,
+        config=Config(
+            retries={"max_attempts": 10, "mode": "standard"},
+            max_pool_connections=int(s3.get("concurrency") or 16) * 4 + 4,
+        ),
+    )
+    return RetryingBotoClientWrapper(client, AWSRetry.jittered_backoff())
+
+
 def build_report(run: dict) -> dict:
     """The per-run report (JSON): what an operator and the benchmarks read."""
     src, dst, opts = run.get("source") or {}, run.get("destination") or {}, run.get("options") or {}
@@ -1207,6 +1424,11 @@ def build_report(run: dict) -> dict:
         "bytes_warm_total": run.get("bytes_warm_total", 0),
         "computes": run.get("computes_switched", []),
         "recreated_timelines": run.get("recreated_timelines", []),
+        "s3_copy": {
+            "needed": bool(run.get("copy")),
+            **(run.get("copy") or {}),
+            "passes": run.get("copy_passes", []),
+        },
         "destination_free_bytes": run.get("free_bytes"),
         "tenant_physical_size": run.get("physical_size"),
         "lock": run.get("lock", {}),
@@ -1263,6 +1485,19 @@ def render_markdown(report: dict) -> str:
             f"- Compute {c.get('compute')} switched at {c.get('switched_at')} ({c.get('method')}): "
             f"{c.get('previous')} -> {target}"
         )
+    copy = run.get("s3_copy") or {}
+    if copy.get("needed"):
+        src, dst = copy.get("source") or {}, copy.get("destination") or {}
+        lines.append(
+            f"- S3 copy from s3://{src.get('bucket')}/{src.get('prefix')}/ to s3://{dst.get('bucket')}/"
+            f"{dst.get('prefix')}/"
+        )
+        for p in copy.get("passes") or []:
+            copied = p.get("copied") or {}
+            lines.append(
+                f"  - {p.get('pass')} pass: {len(p.get('rounds') or [])} round(s), copied {copied.get('objects')} "
+                f"objects ({copied.get('bytes')} bytes), verified {(p.get('verified') or {}).get('objects', '-')}"
+            )
     for t in run.get("recreated_timelines") or []:
         lines.append(
             f"- Recreated branch {t['timeline_id']} on shard {t['tsid']} from "

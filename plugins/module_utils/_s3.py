@@ -23,7 +23,7 @@ import json
 import re
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_tenant_id
@@ -399,13 +399,15 @@ def copy_objects(
             running = set()
             failure = None
             while failure is None:
+                # Keep `concurrency` copies in flight: a new one starts as soon as any finishes (waiting for a
+                # whole batch would leave threads idle behind its slowest copy).
                 for item in items:
                     running.add(pool.submit(one, item))
                     if len(running) >= concurrency:
                         break
                 if not running:
                     break
-                done, running = wait(running, return_when=FIRST_EXCEPTION)
+                done, running = wait(running, return_when=FIRST_COMPLETED)
                 failure = next((f.exception() for f in done if f.exception() is not None), None)
             if failure is not None:
                 wait(running)
@@ -413,10 +415,19 @@ def copy_objects(
     return copied
 
 
-def verify_copy(client, src_objects: dict, dst_bucket: str, src_prefix: str, dst_prefix: str) -> dict:
+def verify_copy(
+    client, src_objects: dict, dst_bucket: str, src_prefix: str, dst_prefix: str, dst_objects: dict | None = None
+) -> dict:
     """Check every source object at the destination (size + ETag) and every layer referenced by the newest
-    index_part of every shard's timelines (read from the destination). Returns figures and problems."""
-    dst_objects = list_objects(client, dst_bucket, tenants_root(dst_prefix))
+    index_part of every shard's timelines (read from the destination). Returns figures and problems.
+
+    ``dst_objects``: a listing of the destination taken after the last write to it (else it is listed here)."""
+    if dst_objects is None:
+        parsed = (parse_key(key, src_prefix) for key in src_objects)
+        tenants = {info["tenant_id"] for info in parsed if info}
+        dst_objects = {}
+        for tenant_id in sorted(tenants):
+            dst_objects.update(list_tenant(client, dst_bucket, dst_prefix, tenant_id))
     mismatched = []
     verified = {"objects": 0, "bytes": 0}
     for key, obj in sorted(src_objects.items()):
@@ -457,6 +468,13 @@ def verify_copy(client, src_objects: dict, dst_bucket: str, src_prefix: str, dst
     }
 
 
+def source_changed(exc) -> bool:
+    """A conditional copy refused because the source object changed since it was listed (an index_part that its
+    pageserver rewrote): list again and copy the delta."""
+    error = (getattr(exc, "response", None) or {}).get("Error") or {}
+    return error.get("Code") in ("PreconditionFailed", "412")
+
+
 def copy_tenant(
     client,
     src_bucket: str,
@@ -468,11 +486,20 @@ def copy_tenant(
     concurrency: int,
     transfer_config,
     multipart_threshold: int,
+    select=None,
 ) -> dict:
-    """List, plan, copy (unless check mode) and verify one tenant; returns the module's result figures."""
+    """List, plan, copy (unless check mode) and verify one tenant; returns the module's result figures.
+
+    ``select(keys) -> keys`` narrows the source objects (the migration engine leaves out heatmaps that are not the
+    moving shards' own)."""
     started = time.monotonic()
-    src_objects = list_tenant(client, src_bucket, src_prefix, tenant_id)
-    dst_objects = list_tenant(client, dst_bucket, dst_prefix, tenant_id)
+    # Both listings at once; they are the copy's only full reads of either side.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        src_listing = pool.submit(list_tenant, client, src_bucket, src_prefix, tenant_id)
+        dst_listing = pool.submit(list_tenant, client, dst_bucket, dst_prefix, tenant_id)
+        src_objects, dst_objects = src_listing.result(), dst_listing.result()
+    if select is not None:
+        src_objects = {k: src_objects[k] for k in select(list(src_objects))}
     to_copy, skipped = plan_copy(client, src_objects, dst_objects, dst_bucket, src_prefix, dst_prefix)
     parsed = (parse_key(key, src_prefix) for key in src_objects)
     shards = sorted({info["tenant_shard_id"] for info in parsed if info})
@@ -481,7 +508,7 @@ def copy_tenant(
         "shards": shards,
         "source": {"objects": len(src_objects), "bytes": sum(o["size"] for o in src_objects.values())},
         "to_copy": {"objects": len(to_copy), "bytes": sum(o["size"] for _s, _d, o in to_copy)},
-        "skipped": {"objects": len(skipped), "bytes": sum(o["size"] for _s, _d, o in skipped)},
+        "identical": {"objects": len(skipped), "bytes": sum(o["size"] for _s, _d, o in skipped)},
         "copied": {"objects": 0, "bytes": 0, "multipart": 0},
         "would_copy": [d for _s, d, _o in to_copy] if check_mode else [],
     }
@@ -490,6 +517,8 @@ def copy_tenant(
             client, to_copy, src_bucket, src_prefix, dst_bucket, concurrency, transfer_config, multipart_threshold
         )
     if not check_mode:
-        result.update(verify_copy(client, src_objects, dst_bucket, src_prefix, dst_prefix))
+        # Nothing copied: the listing just taken is the destination as it is; else list it again.
+        unchanged = dst_objects if not to_copy else None
+        result.update(verify_copy(client, src_objects, dst_bucket, src_prefix, dst_prefix, unchanged))
     result["seconds"] = round(time.monotonic() - started, 3)
     return result

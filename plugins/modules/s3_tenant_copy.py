@@ -133,8 +133,10 @@ to_copy:
   returned: always
   type: dict
   sample: {"objects": 51, "bytes": 12634112}
-skipped:
-  description: Objects and bytes already at the destination (same size and ETag).
+identical:
+  description:
+    - Objects and bytes already at the destination (same size and ETag), left alone.
+    - Not named C(skipped), which Ansible reserves for a boolean.
   returned: always
   type: dict
 copied:
@@ -182,6 +184,7 @@ from ansible_collections.neonops.storage.plugins.module_utils import _s3
 
 try:
     from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError:  # AnsibleAWSModule reports the missing library
     BotoCoreError = ClientError = Exception
@@ -207,8 +210,11 @@ def _validate(params) -> dict:
 
 
 def s3_client(module):
-    """The amazon.aws client (retrying wrapper); a seam for tests."""
-    return module.client("s3", retry_decorator=AWSRetry.jittered_backoff())
+    """The amazon.aws client (retrying wrapper); a seam for tests. One pooled connection per copy in flight and
+    per part of the multipart copies among them (botocore keeps 10 by default; more threads would open and drop
+    connections). The user's O(aws_config) still wins."""
+    pool = module.params["concurrency"] * 4 + 4
+    return module.client("s3", retry_decorator=AWSRetry.jittered_backoff(), config=Config(max_pool_connections=pool))
 
 
 def main():

@@ -16,7 +16,8 @@ description:
     shard's stage, the lock, catch-up targets, the compute plan, the recovery) lives in unit-tested Python.
   - V(begin) resolves the nodes, takes the tenant's lock (C(<state_dir>/<tenant_id>.lock)), reads both
     pageservers, the storage controller and the safekeepers, refuses what must not be moved (destination draining,
-    too little disk, different remote storage, source unreachable with failover off), prints the plan and holds
+    too little disk, a copy between different S3 locations that cannot be done, source unreachable with failover
+    off), prints the plan (with what the S3 copy would take, read with LIST and HEAD requests only) and holds
     the storage controller away from the tenant (scheduling policy C(Stop)).
   - The later phases load the run from its report file C(<report_dir>/<run_id>.json), which every call updates, and
     persist the journal in the lock file before each change, so a rerun of an interrupted move resumes.
@@ -48,7 +49,7 @@ options:
     description: The phase to run.
     type: str
     required: true
-    choices: [begin, suspend, prewarm, stale, attach, catchup, failover, finalize, verify, recover, end]
+    choices: [begin, suspend, prewarm, stale, copy, attach, catchup, failover, finalize, verify, recover, end]
   tenant_id:
     description: The tenant to move (32 hexadecimal characters).
     type: str
@@ -231,6 +232,54 @@ options:
         type: str
         default: detached
         choices: [detached, secondary]
+  s3:
+    description:
+      - S3 access for a move between pageservers that keep tenants in different buckets or prefixes (inventory
+        C(neon_s3_bucket), C(neon_s3_prefix)). V(copy) then copies the tenant's remote data to the destination's
+        location with server-side copies (as M(neonops.storage.s3_tenant_copy) does), after the source went
+        C(AttachedStale) and before the destination attaches, and copies the delta again before the computes move.
+      - Give it to every phase (the role sets it in C(module_defaults)); the credentials are never written to the
+        run's files. Unset credentials fall back to boto3's chain (environment, profile, instance role).
+    type: dict
+    suboptions:
+      copy:
+        description: Copy between different locations; V(false) refuses such a move in preflight.
+        type: bool
+        default: true
+      endpoint_url:
+        description: The S3 endpoint (empty on AWS).
+        type: str
+      region:
+        description: The bucket's region.
+        type: str
+      access_key:
+        description: AWS access key id.
+        type: str
+      secret_key:
+        description: AWS secret access key.
+        type: str
+      session_token:
+        description: AWS session token.
+        type: str
+      validate_certs:
+        description: Verify the endpoint's TLS certificate.
+        type: bool
+        default: true
+      ca_bundle:
+        description: PEM bundle to verify the endpoint with.
+        type: path
+      concurrency:
+        description: Copies in flight at once (1 to 64).
+        type: int
+        default: 16
+      multipart_threshold:
+        description: Objects of this many bytes or more take a multipart copy (5 MiB to 5 GiB).
+        type: int
+        default: 67108864
+      multipart_chunksize:
+        description: Part size of a multipart copy (5 MiB to 5 GiB).
+        type: int
+        default: 67108864
   computes_switched:
     description: With O(phase=finalize) or O(phase=end), the computes the role switched (for the report).
     type: list
@@ -293,6 +342,13 @@ plan:
   elements: str
 generations:
   description: Per shard, the generation before and after the move (and C(rollback) after a rollback).
+  returned: always
+  type: dict
+s3_copy:
+  description:
+    - C(null) when source and destination use the same bucket and prefix; else the copy's C(source) and
+      C(destination) (C(bucket), C(prefix)) and, from preflight, C(estimate) (C(source), C(to_copy) and
+      C(identical), each with objects and bytes; in check mode C(would_copy), the first keys).
   returned: always
   type: dict
 compute_targets:
@@ -361,6 +417,19 @@ SETTINGS_SPEC = {
     "lock_takeover": {"type": "bool", "default": False},
     "rollback_destination_mode": {"type": "str", "default": "detached", "choices": ["detached", "secondary"]},
 }
+S3_SPEC = {
+    "copy": {"type": "bool", "default": True},
+    "endpoint_url": {"type": "str"},
+    "region": {"type": "str"},
+    "access_key": {"type": "str", "no_log": True},
+    "secret_key": {"type": "str", "no_log": True},
+    "session_token": {"type": "str", "no_log": True},
+    "validate_certs": {"type": "bool", "default": True},
+    "ca_bundle": {"type": "path"},
+    "concurrency": {"type": "int", "default": 16},
+    "multipart_threshold": {"type": "int", "default": 64 * 1024 * 1024},
+    "multipart_chunksize": {"type": "int", "default": 64 * 1024 * 1024},
+}
 # Settings that are durations or sizes: finite and within sane bounds, checked before any request.
 BOUNDS = SETTINGS_BOUNDS
 
@@ -387,6 +456,7 @@ def argument_spec():
         "owner": {"type": "dict"},
         "started_s": {"type": "float"},
         "settings": {"type": "dict", "options": SETTINGS_SPEC},
+        "s3": {"type": "dict", "options": S3_SPEC},
         "computes_switched": {"type": "list", "elements": "dict"},
         "outcome": {"type": "str"},
         "error": {"type": "str"},
@@ -399,6 +469,13 @@ def param_error(p) -> str | None:
     run_id = p.get("run_id") or ""
     if not _RUN_ID.match(run_id):
         return f"run_id: {run_id[:80]!r} must be 1-128 letters, digits, '.', '_' or '-'"
+    s3 = p.get("s3") or {}
+    if s3:
+        if not 1 <= s3["concurrency"] <= 64:
+            return f"s3.concurrency: {s3['concurrency']} is outside 1..64"
+        for key in ("multipart_threshold", "multipart_chunksize"):
+            if not 5 * 1024 * 1024 <= s3[key] <= 5 * 1024**3:
+                return f"s3.{key}: {s3[key]} is outside {5 * 1024 * 1024}..{5 * 1024**3} bytes"
     if p["phase"] != "begin":
         return None
     for option in ("source", "destination", "storcon_url", "pageservers", "settings"):

@@ -33,14 +33,19 @@ def fleet(neonsim_fleet_module):
     return sim
 
 
-def test_a_destination_with_another_s3_prefix_is_refused_before_any_change(fleet, report_dir):
+def test_a_move_to_another_s3_prefix_without_s3_access_is_refused_before_any_change(fleet, report_dir):
+    """The move would copy the tenant into ps3's prefix (test_migrate_prefixes.py); with no S3 access configured
+    it cannot, and must stop before any change."""
     tid = tenant_id(fleet, "prefixed")
     started = time.time()
 
-    run = migrate(fleet, tid, "ps1", "ps3", report_dir)
+    run = migrate(
+        fleet, tid, "ps1", "ps3", report_dir, tenant_migration_s3_endpoint_url="", tenant_migration_s3_region=""
+    )
 
     assert run.rc != 0, run
     assert "'pageserver'" in run.output and "'other'" in run.output, run
+    assert "no S3 access is configured for the copy" in run.output, run
     assert run.report["outcome"] == "failed_preflight", run.report
     assert [r for r in mutating_requests(fleet, since_ts=started) if not r["path"].startswith("/upcall/")] == []
     assert locations(fleet, "ps1")[tid]["mode"] == "AttachedSingle"

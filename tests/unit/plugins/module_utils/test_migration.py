@@ -51,11 +51,25 @@ NODES = [
         "node_id": 1,
         "api_url": "http://a",
         "pg_addr": "a:1",
-        "s3_bucket": "b",
+        "s3_bucket": "neon-b",
         "s3_prefix": "pageserver/",
     },
-    {"name": "ps2", "node_id": 2, "api_url": "http://b", "pg_addr": "b:1", "s3_bucket": "b", "s3_prefix": "pageserver"},
-    {"name": "ps3", "node_id": 3, "api_url": "http://c", "pg_addr": "c:1", "s3_bucket": "b", "s3_prefix": "other/"},
+    {
+        "name": "ps2",
+        "node_id": 2,
+        "api_url": "http://b",
+        "pg_addr": "b:1",
+        "s3_bucket": "neon-b",
+        "s3_prefix": "pageserver",
+    },
+    {
+        "name": "ps3",
+        "node_id": 3,
+        "api_url": "http://c",
+        "pg_addr": "c:1",
+        "s3_bucket": "neon-b",
+        "s3_prefix": "other/",
+    },
 ]
 
 
@@ -73,15 +87,76 @@ def test_unknown_node_names_the_field_and_the_candidates(wanted):
         assert "ps1 (node 1)" in str(exc.value)
 
 
-def test_same_remote_storage_is_fine_whatever_the_slashes():
-    assert m.remote_storage_mismatch(NODES[0], NODES[1]) is None
+S3 = {"copy": True, "region": "us-east-1", "endpoint_url": None}
 
 
-def test_different_prefix_or_bucket_is_refused_naming_both():
-    text = m.remote_storage_mismatch(NODES[0], NODES[2])
-    assert "'pageserver'" in text and "'other'" in text and "ps1" in text and "ps3" in text
+def test_same_remote_storage_needs_no_copy_whatever_the_slashes():
+    assert m.remote_copy(NODES[0], NODES[1], S3) is None
+    assert m.remote_copy(NODES[0], NODES[1], {"copy": False}) is None  # nothing to copy, nothing to refuse
+
+
+def test_another_prefix_or_bucket_is_copied_from_the_source_location_to_the_destination_location():
+    assert m.remote_copy(NODES[0], NODES[2], S3) == {
+        "source": {"bucket": "neon-b", "prefix": "pageserver"},
+        "destination": {"bucket": "neon-b", "prefix": "other"},
+    }
     other_bucket = {**NODES[1], "s3_bucket": "elsewhere"}
-    assert "elsewhere" in m.remote_storage_mismatch(NODES[0], other_bucket)
+    assert m.remote_copy(NODES[0], other_bucket, {"endpoint_url": "http://moto"}) == {
+        "source": {"bucket": "neon-b", "prefix": "pageserver"},
+        "destination": {"bucket": "elsewhere", "prefix": "pageserver"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("destination", "s3", "needle"),
+    [
+        ({"s3_prefix": "other/"}, {"copy": False}, "tenant_migration_s3_copy is false"),
+        ({"s3_prefix": "other/"}, {"copy": True}, "no S3 access is configured"),
+        ({"s3_prefix": ""}, S3, "neon_s3_prefix of ps3: invalid prefix ''"),
+        ({"s3_prefix": "ot her"}, S3, "neon_s3_prefix of ps3: invalid prefix 'ot her'"),
+        ({"s3_prefix": "a/../b"}, S3, "neon_s3_prefix of ps3"),
+        ({"s3_bucket": None, "s3_prefix": "other"}, S3, "neon_s3_bucket of ps3: invalid bucket name ''"),
+        ({"s3_prefix": "pageserver/tenants/x"}, S3, "inside the tenant tree"),
+    ],
+)
+def test_a_copy_that_cannot_be_done_is_refused_naming_both_locations_and_the_reason(destination, s3, needle):
+    with pytest.raises(MigrationError) as exc:
+        m.remote_copy(NODES[0], {**NODES[2], **destination}, s3)
+    text = str(exc.value)
+    assert needle in text, text
+    assert text.startswith("ps1 stores tenants in bucket 'neon-b' under prefix 'pageserver', ps3 in bucket"), text
+
+
+def test_copy_pass_is_initial_until_the_destination_attached():
+    assert m.copy_pass({T: "start"}, False) == "initial"
+    assert m.copy_pass({T: "attach"}, False) == "initial"
+    assert m.copy_pass({T: "start"}, True) == "delta"  # attached in this run
+    assert m.copy_pass({T: "catchup"}, False) == "delta"  # a rerun that finds it attached
+    assert m.copy_pass({T + "-0002": "catchup", T + "-0102": "attach"}, False) == "initial"
+
+
+def test_copy_selection_keeps_the_tenant_and_leaves_heatmaps_that_are_not_the_movers_own():
+    root = "ps/tenants"
+    layer = f"{'0' * 36}-{'F' * 36}__{1:016X}-{2:016X}"
+    keys = [
+        f"{root}/{T}-0002/timelines/{'a' * 32}/index_part.json-00000003",
+        f"{root}/{T}-0002/heatmap-v1.json",
+        f"{root}/{T}-0102/heatmap-v1.json",
+        f"{root}/{T}/timelines/{'a' * 32}/{layer}-00000001",  # a layer from before the split
+        f"{root}/{OTHER}/heatmap-v1.json",
+        "ps/other/thing",
+    ]
+    moving = [f"{T}-0002"]
+    assert m.copy_selection(keys, "ps", T, moving, "initial") == sorted(keys[:2] + keys[3:4])
+    # delta: the destination is attached and uploads its own heatmap
+    assert m.copy_selection(keys, "ps", T, moving, "delta") == sorted([keys[0], keys[3]])
+
+
+def test_a_copy_round_is_done_only_when_nothing_changed_under_it():
+    assert m.copy_round_verdict({"mismatched": [], "missing_layers": []}) == "done"
+    assert m.copy_round_verdict({"source_changed": True}) == "again"
+    assert m.copy_round_verdict({"mismatched": ["k"], "missing_layers": []}) == "again"
+    assert m.copy_round_verdict({"mismatched": [], "missing_layers": [{"layer_key": "l"}]}) == "again"
 
 
 # ---- lock -------------------------------------------------------------------------------------------------------
@@ -386,6 +461,32 @@ def test_plan_of_a_fresh_move_lists_every_phase_in_order():
     assert [k for k in kinds if k in order] == order
     assert kinds[-1] == "verify"
     assert any("scheduling=Stop" in line for line in lines)
+
+
+def test_plan_of_a_move_across_locations_copies_after_stale_and_prewarms_from_the_copy():
+    st = state("live", [shard("start")])
+    st["copy"] = {
+        "source": {"bucket": "neon-b", "prefix": "pageserver"},
+        "destination": {"bucket": "neon-b", "prefix": "other"},
+        "estimate": {
+            "source": {"objects": 30, "bytes": 3000},
+            "to_copy": {"objects": 25, "bytes": 2500},
+            "identical": {"objects": 5, "bytes": 500},
+            "would_copy": [f"other/tenants/{T}/k{i}" for i in range(25)],
+        },
+    }
+    lines = m.plan_lines(st, OPTIONS)
+    kinds = [line.split(":", 1)[0] for line in lines]
+    order = ["suspend", "stale", "copy", "prewarm", "attach", "catchup", "timelines", "copy (delta)", "cutover"]
+    firsts = []
+    for k in kinds:
+        if k in order and (not firsts or firsts[-1] != k):
+            firsts.append(k)
+    assert firsts == order
+    text = "\n".join(lines)
+    assert "25 objects (2500 bytes) to copy, 5 already at the destination" in text
+    assert f"copy: would copy other/tenants/{T}/k19" in text and "... and 5 more objects" in text
+    assert "heatmap_upload" not in text  # the source is stale by then; its heatmap came with the copy
 
 
 def test_plan_of_a_resume_at_catchup_skips_what_is_done():

@@ -221,11 +221,13 @@ def params(tmp_path):
     }
 
 
-def run_phases(fleet, p, phases):
-    run = MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None)
+def run_phases(fleet, p, phases, s3_client=None, between=None):
+    run = MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None, s3_client=s3_client)
     begin = run.begin(check_mode=False)
     for phase in phases:
-        MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None).step(phase)
+        MigrationRun(p, fleet.client, warn=lambda _: None, sleep=lambda _: None, s3_client=s3_client).step(phase)
+        if between:
+            between(phase)
     return begin
 
 
@@ -481,3 +483,185 @@ def test_a_source_that_dies_during_the_rollback_is_failed_over_instead(fleet, pa
     assert fleet.generation[T][1] == 2  # the latest generation is the destination's
     assert fleet.locations["ps2"][T]["mode"] == "AttachedSingle"
     assert fleet.locations["ps2"][T]["tenant_conf"] == ORIGINAL
+
+
+# ---- across S3 locations: the copy phase (moto) -------------------------------------------------------------------
+
+LIVE_ACROSS = ["suspend", "stale", "copy", "prewarm", "attach", "catchup", "copy", "finalize", "verify"]
+
+
+class RecordingS3:
+    """The engine's S3 client, recording every call (method, key) and failing copies on request."""
+
+    def __init__(self, inner, fail_copies_after=None):
+        self.inner, self.calls, self.fail_copies_after = inner, [], fail_copies_after
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+
+        def call(*args, **kwargs):
+            key = kwargs.get("Key") or kwargs.get("Prefix") or (args[2] if name == "copy" else None)
+            done = sum(1 for n, _k in self.calls if n in ("copy_object", "copy"))
+            if (
+                name in ("copy_object", "copy")
+                and self.fail_copies_after is not None
+                and done >= self.fail_copies_after
+            ):
+                from botocore.exceptions import ClientError
+
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "injected"}}, "CopyObject")
+            self.calls.append((name, key))
+            return method(*args, **kwargs)
+
+        return call
+
+    def copies(self):
+        return [k for n, k in self.calls if n in ("copy_object", "copy")]
+
+    def mutating(self):
+        return [(n, k) for n, k in self.calls if not n.startswith(("list_", "head_", "get_"))]
+
+
+@pytest.fixture
+def across(moto_url, make_bucket, s3, params):
+    """ps1 keeps tenants under src/, ps2 under dst/ in the same bucket; ps1's prefix holds the tenant."""
+    from ansible_collections.neonops.storage.plugins.module_utils._migration_run import default_s3_client
+    from ansible_collections.neonops.storage.tests.unit.plugins.conftest import write_timeline
+
+    bucket = make_bucket()
+    keys = write_timeline(s3, bucket, "src", T, TL, [1], layers=6)
+    settings = {"endpoint_url": moto_url, "region": "us-east-1", "access_key": "AKIDTEST", "secret_key": "s3cr3t-k3y"}
+
+    def make(**kw):
+        p = params(s3=dict(settings), **kw)
+        p["pageservers"] = [
+            {**n, "s3_bucket": bucket, "s3_prefix": "src/" if n["name"] == "ps1" else "dst/"} for n in p["pageservers"]
+        ]
+        return p
+
+    class Across:
+        pass
+
+    a = Across()
+    a.bucket, a.keys, a.params, a.s3 = bucket, keys, make, s3
+    a.client = lambda fail_copies_after=None: RecordingS3(
+        default_s3_client(settings), fail_copies_after=fail_copies_after
+    )
+    a.listing = lambda prefix: {
+        o["Key"][len(prefix) :]: o["ETag"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    }
+    return a
+
+
+def test_a_move_across_prefixes_copies_after_stale_before_attach_and_the_delta_before_cutover(fleet, across):
+    from ansible_collections.neonops.storage.tests.unit.plugins.conftest import write_timeline
+
+    p = across.params()
+    client = across.client()
+    seen = {}
+
+    def between(phase):
+        if phase in seen:  # the second copy: the delta
+            seen["delta"], seen["source_at_delta"] = across.listing("dst/"), across.listing("src/")
+        seen.setdefault(phase, across.listing("dst/"))
+        if phase == "attach":
+            # The stale source goes on uploading: new layers and its index_part rewritten, same generation.
+            write_timeline(across.s3, across.bucket, "src", T, TL, [1], layers=8)
+
+    begin = run_phases(fleet, p, LIVE_ACROSS, s3_client=lambda _s: client, between=between)
+    result = end(fleet, p)
+
+    assert begin["s3_copy"]["source"] == {"bucket": across.bucket, "prefix": "src"}
+    assert begin["s3_copy"]["estimate"]["to_copy"]["objects"] == len(across.keys)
+    # Nothing at the destination before the source went stale; everything before the destination attached.
+    assert seen["stale"] == {}
+    assert set(seen["copy"]) == {k[len("src/") :] for k in across.keys}
+    # Before the computes moved, the destination held the source's newest index_part and every layer, byte for byte.
+    assert seen["delta"] == seen["source_at_delta"]
+    report = json.loads(Path(result["report_path"]).read_text())
+    passes = report["s3_copy"]["passes"]
+    assert [x["pass"] for x in passes] == ["initial", "delta"]
+    assert passes[0]["copied"]["objects"] == len(across.keys)
+    assert passes[1]["copied"]["objects"] == 3  # two new layers and the rewritten index_part; not the heatmap
+    assert [ph["name"] for ph in report["phases"]] == [
+        "suspend",
+        "stale",
+        "copy",
+        "prewarm",
+        "attach",
+        "catchup",
+        "copy",
+        "cutover",
+        "finalize",
+        "verify",
+    ]
+    assert not [e for e in fleet.log if e[2].endswith("/heatmap_upload")]  # the stale source's heatmap was copied
+    assert result["outcome"] == "migrated"
+    for path in [*Path(p["state_dir"]).glob("*"), *Path(p["report_dir"]).glob("*")]:
+        assert "s3cr3t-k3y" not in path.read_text() and "AKIDTEST" not in path.read_text(), path
+
+
+def test_the_copy_refuses_while_the_source_is_not_stale(fleet, across):
+    p = across.params()
+    client = across.client()
+    run_phases(fleet, p, ["suspend"], s3_client=lambda _s: client)
+    with pytest.raises(MigrationError, match="mode other than AttachedStale"):
+        MigrationRun(p, fleet.client, warn=lambda _: None, s3_client=lambda _s: client).step("copy")
+    assert client.mutating() == []
+
+
+def test_a_rerun_after_a_copy_killed_midway_copies_only_the_rest(fleet, across):
+    first = across.params(owner={"host": "ctl", "pid": 2**22 + 12345, "user": "me"})
+    broken = across.client(fail_copies_after=4)
+    run_phases(fleet, first, ["suspend", "stale"], s3_client=lambda _s: broken)
+    with pytest.raises(MigrationError, match="AccessDenied"):
+        MigrationRun(first, fleet.client, warn=lambda _: None, s3_client=lambda _s: broken).step("copy")
+    assert len(broken.copies()) == 4
+
+    second = across.params()
+    client = across.client()
+    begin = run_phases(fleet, second, ["copy", "prewarm", "attach", "catchup", "copy"], s3_client=lambda _s: client)
+
+    assert begin["stages"] == {T: "attach"}
+    copies = broken.copies() + client.copies()
+    assert len(copies) == len(set(copies)) == len(across.keys)  # every object once, none twice
+    assert across.listing("dst/") == across.listing("src/")
+
+
+def test_check_mode_reports_the_copy_with_reads_only(fleet, across):
+    p = across.params()
+    client = across.client()
+    result = MigrationRun(p, fleet.client, warn=lambda _: None, s3_client=lambda _s: client).begin(check_mode=True)
+    assert client.mutating() == [] and fleet.mutations() == []
+    assert across.listing("dst/") == {}
+    assert result["s3_copy"]["estimate"]["to_copy"]["objects"] == len(across.keys)
+    assert any(line.startswith("copy: would copy dst/tenants/") for line in result["plan"])
+
+
+def test_a_source_location_without_the_tenant_is_refused_before_any_change(fleet, across):
+    p = across.params()
+    p["pageservers"][0]["s3_prefix"] = "nothing-here/"
+    client = across.client()
+    with pytest.raises(MigrationError, match="holds no object of the tenant.*neon_s3_prefix of ps1"):
+        run_phases(fleet, p, [], s3_client=lambda _s: client)
+    end(fleet, p, "failed_preflight")
+    assert fleet.mutations() == [] and client.mutating() == []
+
+
+def test_unreachable_s3_is_refused_before_any_change(fleet, across):
+    from botocore.exceptions import EndpointConnectionError
+
+    class Unreachable:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+            return call
+
+    p = across.params()
+    with pytest.raises(MigrationError, match="reading S3 failed: Could not connect to the endpoint URL"):
+        run_phases(fleet, p, [], s3_client=lambda _s: Unreachable())
+    end(fleet, p, "failed_preflight")
+    assert fleet.mutations() == []

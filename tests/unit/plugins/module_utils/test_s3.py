@@ -147,7 +147,7 @@ def test_copy_then_rerun_skips_everything(s3, make_bucket):
     assert first["layers_checked"] == 6 and first["index_parts_checked"] == 1
     assert set(snapshot(s3, dst)) == {k.replace("old/", "new/", 1) for k in keys}
     second = _s3.copy_tenant(client, src, "old", dst, "new", TENANT_ID, False, 4, _config(5 * _s3.MIB), 5 * _s3.MIB)
-    assert second["copied"]["objects"] == 0 and second["skipped"]["objects"] == len(keys)
+    assert second["copied"]["objects"] == 0 and second["identical"]["objects"] == len(keys)
     assert second["verified"]["objects"] == len(keys)
 
 

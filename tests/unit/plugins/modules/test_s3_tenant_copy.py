@@ -74,7 +74,7 @@ def test_copy_verifies_and_rerun_copies_nothing(s3, make_bucket, moto_url, run_m
 
     again = run_module(s3_tenant_copy, _args(moto_url, src, dst))
     assert not again.failed and not again.changed, again.result
-    assert again["copied"]["objects"] == 0 and again["skipped"] == {"objects": 52, "bytes": total}
+    assert again["copied"]["objects"] == 0 and again["identical"] == {"objects": 52, "bytes": total}
     assert again["verified"]["objects"] == 52
     assert snapshot(s3, dst) == after
 
@@ -96,7 +96,7 @@ def test_check_mode_copies_nothing(s3, make_bucket, moto_url, run_module):
     before = snapshot(s3, dst)
     run = run_module(s3_tenant_copy, _args(moto_url, src, dst), check_mode=True)
     assert not run.failed and run.changed, run.result
-    assert run["to_copy"]["objects"] == len(keys) - 1 and run["skipped"]["objects"] == 1
+    assert run["to_copy"]["objects"] == len(keys) - 1 and run["identical"]["objects"] == 1
     assert run["copied"] == {"objects": 0, "bytes": 0, "multipart": 0}
     assert set(run["would_copy"]) == _moved(keys) - set(before)
     assert snapshot(s3, dst) == before
@@ -146,16 +146,18 @@ def test_interrupted_copy_resumes_without_copying_twice(s3, make_bucket, moto_ur
 
     run = run_module(s3_tenant_copy, _args(moto_url, src, dst, concurrency=4))
     assert run.failed and "injected fault" in run["msg"], run.result
-    assert run["copied"]["objects"] == 20 == sum(copies.values())
+    # The copies in flight when the fault hit finish (at most concurrency - 1 of them); no new one starts.
+    done = sum(copies.values())
+    assert run["copied"]["objects"] == done and 20 <= done < 24
     partial = snapshot(s3, dst)
-    assert len(partial) == 20
+    assert len(partial) == done
     # copy order: no index_part or heatmap lands before every layer is there
     assert all("/index_part.json" not in k and "heatmap" not in k for k in partial)
 
     limit["value"] = None
     rerun = run_module(s3_tenant_copy, _args(moto_url, src, dst, concurrency=4))
     assert not rerun.failed and rerun.changed, rerun.result
-    assert rerun["skipped"]["objects"] == 20 and rerun["copied"]["objects"] == 32
+    assert rerun["identical"]["objects"] == done and rerun["copied"]["objects"] == 52 - done
     assert rerun["verified"]["objects"] == 52
     assert set(copies) == _moved(keys) and set(copies.values()) == {1}, "every object copied exactly once"
 
