@@ -69,6 +69,7 @@ options:
       - Verify the servers' TLS certificates for C(https) URLs.
       - If not set, the value of the E(NEONOPS_VALIDATE_CERTS) environment variable is used.
     type: bool
+    default: true
   ca_path:
     description:
       - PEM bundle of the CAs to trust for C(https) URLs.
@@ -79,9 +80,11 @@ options:
       - Seconds each request may take.
       - If not set, the value of the E(NEONOPS_TIMEOUT) environment variable is used.
     type: float
+    default: 30
   retries:
     description: How often a failed read is retried.
     type: int
+    default: 3
 seealso:
   - module: neonops.storage.pageserver_info
 author:
