@@ -281,7 +281,11 @@ class NodeContext:
 
     @property
     def upcall_url(self) -> str:
-        """control_plane_api: the storcon upcall prefix, trailing slash included."""
+        """control_plane_api: the storcon upcall prefix, trailing slash included (a node's own `control_plane_api`
+        wins: the pageserver binary stand-in reads it from pageserver.toml)."""
+        own = self.node.get("control_plane_api")
+        if own:
+            return own if own.endswith("/") else own + "/"
         return self.storcon_url + "/upcall/v1/"
 
     def pageservers(self) -> list[dict]:

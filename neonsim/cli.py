@@ -1,4 +1,5 @@
-"""`python -m neonsim` command line: up, down, status, kill, start, fault, set-prefix, check."""
+"""`python -m neonsim` command line: up, down, status, kill, start, fault, set-prefix, add-pageserver, pageserver,
+check."""
 
 from __future__ import annotations
 
@@ -75,6 +76,20 @@ def _cmd_set_prefix(args) -> int:
     return 0
 
 
+def _cmd_add_pageserver(args) -> int:
+    entry = fleet_mod.add_pageserver(
+        args.dir,
+        args.name,
+        node_id=args.node_id,
+        az=args.az,
+        disk_capacity_bytes=args.disk_capacity_bytes,
+        prefix_in_bucket=args.prefix_in_bucket,
+        register=args.register,
+    )
+    print(json.dumps(entry))
+    return 0
+
+
 def _cmd_check(args) -> int:
     try:
         checker = importlib.import_module("neonsim.checker")
@@ -138,6 +153,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", required=True)
     p.set_defaults(func=_cmd_set_prefix)
 
+    p = sub.add_parser("add-pageserver", help="add a pageserver to a running fleet (fleet.json, inventory.yml)")
+    p.add_argument("name")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--node-id", type=int, help="default: the highest pageserver id + 1")
+    p.add_argument("--az", help="availability zone (default: the last pageserver's)")
+    p.add_argument("--disk-capacity-bytes", type=int, help="its disk size behind /v1/utilization (default 10 GiB)")
+    p.add_argument("--prefix-in-bucket", help="remote_storage prefix_in_bucket (default: the fleet's)")
+    p.add_argument(
+        "--register",
+        action="store_true",
+        help="register itself through re-attach (metadata.json); default: left to the caller (POST /control/v1/node)",
+    )
+    p.set_defaults(func=_cmd_add_pageserver)
+
+    p = sub.add_parser("pageserver", help="run a pageserver from an upstream-shaped pageserver.toml (-D WORKDIR)")
+    p.add_argument("-D", "--workdir", help="directory holding pageserver.toml (handled by neonsim.pageserver_binary)")
+    p.add_argument("-c", "--config", help="pageserver.toml path")
+
     p = sub.add_parser("check", help="run the consistency checker")
     p.add_argument("--dir", required=True)
     p.set_defaults(func=_cmd_check)
@@ -145,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pageserver"]:
+        # The binary stand-in takes upstream's own flags (-D WORKDIR), not this parser's.
+        from neonsim import pageserver_binary
+
+        return pageserver_binary.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

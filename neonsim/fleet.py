@@ -7,6 +7,7 @@ those process groups and verifies none is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -380,6 +381,103 @@ def s3_request_log(directory) -> list[dict]:
     from neonsim._reqlog import read_request_log
 
     return read_request_log(Path(directory) / "s3proxy" / "requests.jsonl")
+
+
+def add_pageserver(
+    directory,
+    name: str,
+    node_id: int | None = None,
+    az: str | None = None,
+    disk_capacity_bytes: int | None = None,
+    prefix_in_bucket: str | None = None,
+    register: bool = False,
+    timeout: float = HEALTH_TIMEOUT_S,
+) -> dict:
+    """Add a pageserver to a running fleet: fleet.json and inventory.yml gain it, its process starts; returns its entry.
+
+    The stand-in for a freshly provisioned host. With `register`, its re-attach registers it with the storage
+    controller (upstream: metadata.json next to pageserver.toml) and this waits until it is healthy. Without, it is
+    left for the caller to register (`POST /control/v1/node`, as the provision_pageserver playbook does): its API
+    answers `/v1/status` at once, its tenant map stays 503 (re-attach retried) until the controller knows it.
+    """
+    directory = Path(directory).resolve()
+    fleet = load_fleet(directory)
+    storcon = fleet.get("storage_controller")
+    if not storcon:
+        raise FleetError("add-pageserver needs a fleet with a storage controller (the pageserver's control_plane_api)")
+    if _tls.enabled(fleet):
+        raise FleetError("add-pageserver: TLS fleets are not supported (the fleet CA's private key is not kept)")
+    pids = load_pids(directory)
+    if not (storcon["name"] in pids and pid_alive(pids[storcon["name"]]["pid"])):
+        raise FleetError(f"the fleet in {directory} is not running (storage controller down); run `up` first")
+    known_names = set(node_commands(fleet)) | {"reaper"}
+    if not name or not all(c.isalnum() or c in "-_" for c in name) or name in known_names:
+        raise FleetError(
+            f"name must be new and use letters, digits, '-' or '_': {name!r} (taken: {sorted(known_names)})"
+        )
+    taken_ids = {n["node_id"] for n in (fleet.get("pageservers") or []) + (fleet.get("safekeepers") or [])}
+    if node_id is None:
+        node_id = max((i for i in taken_ids if i < topology.SAFEKEEPER_ID_BASE), default=0) + 1
+    if isinstance(node_id, bool) or not isinstance(node_id, int) or node_id <= 0 or node_id in taken_ids:
+        raise FleetError(
+            f"node_id must be a positive integer not in use, got {node_id!r} (in use: {sorted(taken_ids)})"
+        )
+    capacity = topology.DEFAULT_DISK_CAPACITY if disk_capacity_bytes is None else disk_capacity_bytes
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+        raise FleetError(f"disk_capacity_bytes must be a positive integer, got {disk_capacity_bytes!r}")
+    existing = fleet.get("pageservers") or []
+    if prefix_in_bucket is None:
+        prefix_in_bucket = existing[0]["prefix_in_bucket"] if existing else "pageserver/"
+    if az is None:
+        az = existing[-1]["az"] if existing else "az-a"
+    http_port, pg_port = topology.free_ports(2)
+    entry = {
+        "name": name,
+        "node_id": node_id,
+        "http_port": http_port,
+        "pg_port": pg_port,
+        "az": az,
+        "prefix_in_bucket": prefix_in_bucket,
+        "disk_capacity_bytes": capacity,
+        "self_register": bool(register),
+    }
+    fleet["pageservers"] = [*existing, entry]
+    _write_json(directory / "fleet.json", fleet)
+    try:
+        spawn(fleet, name)
+        if register:
+            wait_healthy(fleet, [name], timeout)
+        else:
+            _wait_status(fleet, entry, timeout)
+    except BaseException:
+        with contextlib.suppress(FleetError):
+            stop_processes(directory, [name])
+        fleet["pageservers"] = existing
+        _write_json(directory / "fleet.json", fleet)
+        raise
+    tokens = _read_json(directory / "tokens.json")
+    inventory.write_inventory(fleet, tokens or None)
+    log.info("added pageserver %s (node %s) on port %s", name, node_id, http_port)
+    return entry
+
+
+def _wait_status(fleet: dict, entry: dict, timeout: float) -> None:
+    """Until the node's `GET /v1/status` answers with its id (its tenant map may still wait for re-attach)."""
+    url = f"{_tls.api_url(fleet, entry)}/v1/status"
+    deadline = time.monotonic() + timeout
+    pid = load_pids(fleet["dir"])[entry["name"]]["pid"]
+    while True:
+        if not pid_alive(pid):
+            raise FleetError(f"{entry['name']} exited during start-up:\n{log_tail(fleet, entry['name'])}")
+        try:
+            answer = requests.get(url, timeout=2, verify=_tls.requests_verify(fleet))
+            if answer.status_code == 200 and answer.json().get("id") == entry["node_id"]:
+                return
+        except (requests.RequestException, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise FleetError(f"{entry['name']} did not answer {url} within {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 def status(directory) -> list[dict]:

@@ -23,8 +23,9 @@ log = logging.getLogger("neonsim.node")
 STOP_TIMEOUT_S = 10.0
 
 
-async def serve(directory: str, name: str) -> int:
-    ctx = NodeContext(directory, name)
+async def serve(directory: str, name: str, fleet: dict | None = None) -> int:
+    """Run node NAME until SIGTERM; `fleet` replaces DIR/fleet.json (the pageserver binary's stand-in config)."""
+    ctx = NodeContext(directory, name, fleet=fleet)
     module = importlib.import_module(KIND_MODULES[ctx.kind])
     node = await module.create_node(ctx)
     ctx.node_impl = node
@@ -42,11 +43,14 @@ async def serve(directory: str, name: str) -> int:
             await runner.setup()
             # Only the management API port speaks TLS; the sim-only pg port stays plain HTTP (contracts §5.6).
             ssl_context = api_ssl if int(port) == int(ctx.node["http_port"]) else None
-            site = web.TCPSite(runner, "127.0.0.1", int(port), reuse_address=True, ssl_context=ssl_context)
+            # fleet.json nodes listen on 127.0.0.1; the pageserver binary stand-in listens where its config says.
+            host_key = "http_host" if int(port) == int(ctx.node["http_port"]) else "pg_host"
+            host = ctx.node.get(host_key) or "127.0.0.1"
+            site = web.TCPSite(runner, host, int(port), reuse_address=True, ssl_context=ssl_context)
             await site.start()
             runners.append(runner)
             scheme = "https" if ssl_context is not None else "http"
-            log.info("%s (%s) listening on %s://127.0.0.1:%s", name, ctx.kind, scheme, port)
+            log.info("%s (%s) listening on %s://%s:%s", name, ctx.kind, scheme, host, port)
         start_task = asyncio.ensure_future(node.start())
         stop_task = asyncio.ensure_future(stop_event.wait())
         done, _ = await asyncio.wait({start_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)

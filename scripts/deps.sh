@@ -74,3 +74,15 @@ if [[ "$(readlink "$link" 2>/dev/null)" != "../../.." ]]; then
 fi
 
 "$venv/bin/python" scripts/install_collections.py
+
+# The pageserver role's molecule scenario runs sshd in a network namespace (openssh-server from Debian).
+if [[ ! -x /usr/sbin/sshd ]]; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        log "installing openssh-server (sshd for the molecule test hosts)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q --no-install-recommends openssh-server >/dev/null ||
+            { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends openssh-server >/dev/null; }
+    else
+        log "warning: /usr/sbin/sshd missing (install openssh-server); the pageserver molecule scenario needs it"
+    fi
+fi

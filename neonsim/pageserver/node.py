@@ -166,7 +166,7 @@ class PageserverCore(NodeServices):
 
     async def _re_attach(self, empty_local_disk: bool) -> dict:
         node = self.ctx.node
-        register = {
+        register = node.get("metadata") or {
             "host": "127.0.0.1",
             "port": node["pg_port"],
             "http_host": "127.0.0.1",
@@ -177,7 +177,12 @@ class PageserverCore(NodeServices):
             # metadata.json's `https_port` (NodeMetadata in libs/pageserver_api/src/config.rs): where HTTPS
             # listens. In the sim that is the API port itself, which serves HTTPS only (contracts §5.6).
             register["https_port"] = node["http_port"]
-        body = {"node_id": self.node_id, "register": register, "empty_local_disk": empty_local_disk}
+        body: dict = {"node_id": self.node_id, "empty_local_disk": empty_local_disk}
+        if node.get("self_register", True):
+            # Upstream sends `register` only when metadata.json sits next to pageserver.toml
+            # (pageserver/src/controller_upcall_client.rs); without it the controller must already know the node
+            # (POST /control/v1/node), and re-attach is retried until it does.
+            body["register"] = register
         delay = 0.2
         while True:
             try:

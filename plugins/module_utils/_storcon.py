@@ -151,3 +151,35 @@ def set_tenant_scheduling(client, tenant_id: str, scheduling: str) -> None:
 def shard_scheduling(tenant: dict | None) -> dict:
     """``{tenant_shard_id: scheduling_policy}`` from a tenant description (``{}`` for none)."""
     return {s["tenant_shard_id"]: s.get("scheduling_policy") for s in (tenant or {}).get("shards") or []}
+
+
+# NodeRegisterRequest's address fields (storage_controller/src/http.rs, libs/pageserver_api/src/controller_api.rs);
+# a node registered again with the same values is a no-op upstream, with different ones a 409.
+NODE_ADDRESS_FIELDS = (
+    "listen_pg_addr",
+    "listen_pg_port",
+    "listen_http_addr",
+    "listen_http_port",
+    "listen_https_port",
+    "listen_grpc_addr",
+    "listen_grpc_port",
+    "availability_zone_id",
+)
+
+
+def node_addresses(node: dict | None) -> dict:
+    """The address fields of a node description or register request (absent ones as ``None``)."""
+    return {field: (node or {}).get(field) for field in NODE_ADDRESS_FIELDS}
+
+
+def address_differences(current: dict, wanted: dict) -> list:
+    """``[(field, current, wanted)]`` for each address field that differs."""
+    have, want = node_addresses(current), node_addresses(wanted)
+    return [(field, have[field], want[field]) for field in NODE_ADDRESS_FIELDS if have[field] != want[field]]
+
+
+def register_node(client, node_id: int, addresses: dict) -> None:
+    """``POST /control/v1/node`` (NodeRegisterRequest). Not retried: the client never resends a POST."""
+    body = {"node_id": validate_node_id(node_id)}
+    body.update({k: v for k, v in node_addresses(addresses).items() if v is not None})
+    client.post("/control/v1/node", json=body)

@@ -1,0 +1,31 @@
+# Copyright: neonops.storage contributors
+# Apache License 2.0 (see LICENSE)
+"""Filters for the provision_pageserver playbook's report: each pageserver's disk use before and after the moves.
+
+The report itself is built and rendered in module_utils/_disk_plan.py (unit-tested); these filters only adapt the
+playbook's registered results to it. Documented in the sidecar .yml files.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.neonops.storage.plugins.module_utils import _disk_plan
+
+
+def disk_report(before, after, run_id, plan=None, moves=None, node=None):
+    """The report dictionary from the disk use before and after (``pageserver_disk_plan``'s ``disk``)."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        raise AnsibleFilterError("disk_report: before and after must be the disk dictionaries of pageserver_disk_plan")
+    return _disk_plan.build_report(str(run_id), dict(before), dict(after), plan, list(moves or []), dict(node or {}))
+
+
+def disk_report_markdown(report):
+    """The report as Markdown."""
+    if not isinstance(report, dict):
+        raise AnsibleFilterError("disk_report_markdown: expected the dictionary of disk_report")
+    return _disk_plan.render_markdown(report)
+
+
+class FilterModule:
+    def filters(self):
+        return {"disk_report": disk_report, "disk_report_markdown": disk_report_markdown}

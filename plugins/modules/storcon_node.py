@@ -1,0 +1,213 @@
+#!/usr/bin/python
+# Copyright: neonops.storage contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: storcon_node
+short_description: Register a pageserver with a Neon storage controller
+version_added: 0.3.0
+description:
+  - Reads the node from C(GET /control/v1/node/{node_id}). When the controller does not know it, registers it with
+    C(POST /control/v1/node) (NodeRegisterRequest, C(storage_controller/src/http.rs) in neondatabase/neon).
+  - A node already registered with the same addresses is left alone. One registered with different addresses is
+    refused before any request is sent, naming each differing field (the controller would answer 409; moving a
+    node id to another address is a decommission and a new registration, not an update).
+  - A pageserver that has no C(metadata.json) next to its C(pageserver.toml) does not register itself. Its
+    re-attach is retried until the controller knows it, and it serves no tenant until then.
+  - With O(wait_available=true), the module waits until the controller's heartbeats see the node (its availability
+    is V(Active)).
+  - The token needs the C(infra) (or C(admin)) scope when the storage controller checks tokens.
+extends_documentation_fragment:
+  - neonops.storage._connection
+  - neonops.storage._attributes
+  - neonops.storage._attributes.action_group
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Only reads the node; reports whether it would be registered. Never waits.
+  diff_mode:
+    support: full
+    details:
+      - Before and after are the node's address fields (V({}) before a registration).
+  idempotent:
+    support: full
+options:
+  api_url:
+    description:
+      - Base URL of the storage controller's HTTP API, for example V(http://storcon.internal:1234).
+      - If not set, the value of the E(NEONOPS_API_URL) environment variable is used.
+    type: str
+    required: true
+  node_id:
+    description: The pageserver's node id (its C(id) in C(pageserver.toml)).
+    type: int
+    required: true
+  listen_http_addr:
+    description: Host name or address the controller reaches the pageserver's management API at.
+    type: str
+    required: true
+  listen_http_port:
+    description: Port of the management API (plain HTTP).
+    type: int
+    required: true
+  listen_https_port:
+    description: Port of the HTTPS management API; required by a controller that only talks HTTPS to pageservers.
+    type: int
+  listen_pg_addr:
+    description: Host name or address computes reach the page service at.
+    type: str
+    required: true
+  listen_pg_port:
+    description: Port of the page service (libpq).
+    type: int
+    required: true
+  listen_grpc_addr:
+    description: Host name or address of the gRPC page service, when the pageserver serves one.
+    type: str
+  listen_grpc_port:
+    description: Port of the gRPC page service.
+    type: int
+  availability_zone_id:
+    description: The node's availability zone, as the controller schedules by it.
+    type: str
+    required: true
+  wait_available:
+    description: Wait until the controller reports the node's availability as V(Active) (its heartbeats answer).
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait with O(wait_available=true).
+    type: float
+    default: 60
+seealso:
+  - module: neonops.storage.storcon_node_info
+author:
+  - neonops.storage maintainers (@neonops)
+"""
+
+EXAMPLES = r"""
+- name: Register the new pageserver with the storage controller
+  neonops.storage.storcon_node:
+    api_url: "{{ hostvars[groups['storage_controller'][0]].neon_api_url }}"
+    api_token: "{{ neon_storcon_api_token | default(omit) }}"
+    node_id: 4
+    listen_http_addr: ps4.internal
+    listen_http_port: 9898
+    listen_pg_addr: ps4.internal
+    listen_pg_port: 6400
+    availability_zone_id: us-east-1b
+    wait_available: true
+"""
+
+RETURN = r"""
+node:
+  description: The controller's description of the node after the module ran (V(null) in check mode before a
+    registration).
+  returned: success
+  type: dict
+  sample: {"id": 4, "availability": "Active", "scheduling": "Active", "listen_http_addr": "ps4.internal",
+           "listen_http_port": 9898, "listen_pg_addr": "ps4.internal", "listen_pg_port": 6400,
+           "availability_zone_id": "us-east-1b"}
+registered:
+  description: Whether this run registered the node (in check mode, whether it would).
+  returned: success
+  type: bool
+  sample: true
+"""
+
+from ansible_collections.neonops.storage.plugins.module_utils import _storcon
+from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
+from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_node_id
+from ansible_collections.neonops.storage.plugins.module_utils._module import (
+    client_from_module,
+    fail_api,
+    neon_argument_spec,
+    neon_module,
+    validate_or_fail,
+)
+from ansible_collections.neonops.storage.plugins.module_utils._poll import PollTimeout, poll
+
+
+def argument_spec():
+    return neon_argument_spec(
+        node_id={"type": "int", "required": True},
+        listen_http_addr={"type": "str", "required": True},
+        listen_http_port={"type": "int", "required": True},
+        listen_https_port={"type": "int"},
+        listen_pg_addr={"type": "str", "required": True},
+        listen_pg_port={"type": "int", "required": True},
+        listen_grpc_addr={"type": "str"},
+        listen_grpc_port={"type": "int"},
+        availability_zone_id={"type": "str", "required": True},
+        wait_available={"type": "bool", "default": False},
+        wait_timeout={"type": "float", "default": 60.0},
+    )
+
+
+PORT_FIELDS = ("listen_http_port", "listen_https_port", "listen_pg_port", "listen_grpc_port")
+HOST_FIELDS = ("listen_http_addr", "listen_pg_addr", "listen_grpc_addr", "availability_zone_id")
+
+
+def wanted_addresses(module) -> dict:
+    params = module.params
+    for field in PORT_FIELDS:
+        value = params[field]
+        if value is not None and not 0 < value < 65536:
+            module.fail_json(msg=f"{field}: must be a TCP port (1-65535), got {value}")
+    for field in HOST_FIELDS:
+        value = params[field]
+        if value is not None and (not value.strip() or any(c.isspace() for c in value) or "/" in value):
+            module.fail_json(msg=f"{field}: must be a host name or address without spaces or '/', got {value!r}")
+    return _storcon.node_addresses(params)
+
+
+def main():
+    module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
+    node_id = validate_or_fail(module, validate_node_id, module.params["node_id"], "node_id")
+    wanted = wanted_addresses(module)
+    client = client_from_module(module)
+    try:
+        found = _storcon.nodes(client, node_id)
+    except NeonAPIError as exc:
+        fail_api(module, exc, f"read node {node_id} on the storage controller", reason=_storcon.failure_reason(exc))
+    current = found[0] if found else None
+    if current is not None:
+        differences = _storcon.address_differences(current, wanted)
+        if differences:
+            listed = ", ".join(f"{field} is {have!r}, wanted {want!r}" for field, have, want in differences)
+            module.fail_json(
+                msg=f"node_id: node {node_id} is already registered with different addresses ({listed}); "
+                "nothing was sent. Use a new node id for a new host.",
+                node=current,
+            )
+    registered = current is None
+    before = {} if registered else _storcon.node_addresses(current)
+    if module.check_mode:
+        module.exit_json(
+            changed=registered, registered=registered, node=current, diff={"before": before, "after": wanted}
+        )
+    if registered:
+        try:
+            _storcon.register_node(client, node_id, wanted)
+        except NeonAPIError as exc:
+            fail_api(module, exc, f"register node {node_id} with the storage controller")
+
+    def probe():
+        described = _storcon.node_describe(client, node_id)
+        ready = not module.params["wait_available"] or described.get("availability") == "Active"
+        return ready, described
+
+    try:
+        node = poll(probe, module.params["wait_timeout"], f"node {node_id} Active on the storage controller")
+    except PollTimeout as exc:
+        module.fail_json(msg=f"{exc} (last seen {exc.last})", changed=registered, node=exc.last)
+    except NeonAPIError as exc:
+        fail_api(module, exc, f"read node {node_id} on the storage controller")
+    module.exit_json(changed=registered, registered=registered, node=node, diff={"before": before, "after": wanted})
+
+
+if __name__ == "__main__":
+    main()
