@@ -6,14 +6,19 @@ anything twice."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import boto3
 import pytest
 import requests
 from migration_harness import (
     Background,
+    ansible_env,
     compute_switched_at,
     locations,
     migrate,
@@ -137,6 +142,68 @@ def test_a_move_to_another_prefix_copies_the_tenant_and_loses_nothing(fleet, rep
     verified = outcome["verified"]
     assert verified["lost_writes"] == 0, (verified["lost_writes"], verified["lost_write_samples"][:5])
     assert locations(fleet, "ps3")[tid]["mode"] == "AttachedSingle"
+
+
+def test_after_the_move_releasing_the_old_prefix_removes_only_the_old_copy(fleet, tmp_path):
+    """The operation's last step (docs/runbooks/release-s3-prefix.md) after the move above: the tenant's old copy
+    under pageserver/ is released, with other/ (ps3's) as the consolidated prefix. Refused while ps1 keeps the
+    tenant as a Secondary (it reads the old prefix); once ps1 let go, the tombstone takes exactly the tenant's keys
+    under pageserver/ to the trash, and nothing else in the bucket goes."""
+    tid = tenant_id(fleet, "across")
+    assert locations(fleet, "ps3")[tid]["mode"] == "AttachedSingle", "the move above did not complete"
+    old_tree = f"pageserver/tenants/{tid}/"
+
+    def release() -> tuple[int, str]:
+        variables = {
+            "release_s3_prefix_prefix": "pageserver/",
+            "release_s3_prefix_consolidated_prefix": OTHER,
+            "release_s3_prefix_tenant_id": tid,
+        }
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(fleet.inventory_path)]
+            + ["neonops.storage.release_s3_prefix", "-e", json.dumps(variables)],
+            env=ansible_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        return proc.returncode, proc.stdout + proc.stderr
+
+    before = bucket_keys(fleet, "")
+    old_copy = {k: v for k, v in before.items() if k.startswith(old_tree)}
+    assert old_copy and locations(fleet, "ps1")[tid]["mode"] == "Secondary"
+
+    rc, out = release()
+    assert rc != 0 and "still_located" in out, out[-3000:]
+    assert {k: v for k, v in bucket_keys(fleet, old_tree).items()} == old_copy
+
+    detached = requests.put(
+        f"{fleet.url('ps1')}/v1/tenant/{tid}/location_config",
+        json={
+            "mode": "Detached",
+            "generation": None,
+            "secondary_conf": None,
+            "shard_number": 0,
+            "shard_count": 0,
+            "shard_stripe_size": 2048,
+            "tenant_conf": {},
+        },
+        timeout=60,
+    )
+    assert detached.status_code == 200, detached.text
+    rc, out = release()
+    assert rc == 0, out[-3000:]
+
+    after = bucket_keys(fleet, "")
+    assert not [k for k in after if k.startswith(old_tree)], "the old copy is still there"
+    assert all(after.get(f"neonops-trash/{k}") == etag for k, etag in old_copy.items()), "a tombstone is missing"
+    # Nothing else went (ps3's own compaction may replace layers of its copy: that tree is its business).
+    gone = {k for k in before if k not in after and not k.startswith(f"{OTHER}/tenants/{tid}")}
+    assert gone == set(old_copy), sorted(gone - set(old_copy))[:10]
+    # The tenant is whole where ps3 reads it.
+    check = run_check(fleet.dir)
+    assert check["ok"], {k: check[k] for k in ("lost_layers", "lost_keys")}
 
 
 def wait_ingested(fleet, pageserver: str, tid: str, lsns: dict, timeout: float = 180) -> None:
