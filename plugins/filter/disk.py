@@ -1,8 +1,9 @@
 # Copyright: neonops.storage contributors
 # Apache License 2.0 (see LICENSE)
-"""Filters for the provision_pageserver playbook's report: each pageserver's disk use before and after the moves.
+"""Filters for the provision_pageserver playbook's report (each pageserver's disk use before and after the moves)
+and the pageserver role's record of its data volume's headroom.
 
-The report itself is built and rendered in module_utils/_disk_plan.py (unit-tested); these filters only adapt the
+The report and the headroom are built in module_utils/_disk_plan.py (unit-tested); these filters only adapt the
 playbook's registered results to it. Documented in the sidecar .yml files.
 """
 
@@ -26,6 +27,18 @@ def disk_report_markdown(report):
     return _disk_plan.render_markdown(report)
 
 
+def pageserver_disk_headroom(df_output, mount, max_usage_pct, min_avail_bytes):
+    """The data volume's size and headroom (the pageserver role's record of it)."""
+    try:
+        return _disk_plan.data_volume_headroom(df_output, str(mount), max_usage_pct, min_avail_bytes)
+    except ValueError as exc:
+        raise AnsibleFilterError(f"pageserver_disk_headroom: {exc}") from None
+
+
 class FilterModule:
     def filters(self):
-        return {"disk_report": disk_report, "disk_report_markdown": disk_report_markdown}
+        return {
+            "disk_report": disk_report,
+            "disk_report_markdown": disk_report_markdown,
+            "pageserver_disk_headroom": pageserver_disk_headroom,
+        }

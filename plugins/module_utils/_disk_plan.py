@@ -38,6 +38,35 @@ def disk_usage(utilization: dict, name: str = "pageserver") -> dict:
     return {"used_bytes": used, "free_bytes": free, "capacity_bytes": capacity, "pct": pct(used, capacity)}
 
 
+def data_volume_headroom(df_output: str, mount: str, max_usage_pct: int, min_avail_bytes: int) -> dict:
+    """The data volume's size and the headroom the pageserver keeps on it, from ``df --block-size=1
+    --output=size,avail <mount>`` and the ``disk_usage_based_eviction`` thresholds.
+
+    The pageserver evicts layers once usage passes ``max_usage_pct`` or available space drops under
+    ``min_avail_bytes`` (neondatabase/neon pageserver/src/disk_usage_eviction_task.rs), so it fills the volume up to
+    the lower of the two. Only what changes with the volume or the thresholds is returned (not the free space of
+    the moment), so a record of it changes, and shows as a diff, exactly when the headroom does.
+    """
+    lines = [line.split() for line in str(df_output or "").splitlines() if line.strip()]
+    try:
+        size = int(lines[-1][0])
+    except (IndexError, ValueError):
+        raise ValueError(f"{mount}: cannot read the file system size from df: {str(df_output)[:200]!r}") from None
+    max_pct = _int(max_usage_pct, "pageserver_disk_max_usage_pct")
+    min_avail = _int(min_avail_bytes, "pageserver_disk_min_avail_bytes")
+    if not 0 < max_pct <= 100:
+        raise ValueError(f"pageserver_disk_max_usage_pct: expected 1..100, got {max_pct}")
+    fills_to = max(0, min(size * max_pct // 100, size - min_avail))
+    return {
+        "mount": mount,
+        "size_bytes": size,
+        "max_usage_pct": max_pct,
+        "min_avail_bytes": min_avail,
+        "usable_bytes": fills_to,
+        "usable_pct": pct(fills_to, size),
+    }
+
+
 def pct(used: int, capacity: int) -> float:
     return round(100.0 * used / capacity, 2) if capacity else 100.0
 

@@ -126,3 +126,44 @@ def test_report_shows_each_node_before_and_after():
     assert "| ps3 | 85.0 % (85.0 GiB of 100.0 GiB) | 35.0 % (35.0 GiB of 100.0 GiB) | -50.0 GiB |" in markdown
     failed = plan.build_report("run-2", before, after, None, [{**moves[0], "outcome": "rolled_back"}], {})
     assert failed["outcome"] == "failed"
+
+
+DF = "    1B-blocks        Avail\n   1000000000   900000000\n"
+
+
+def test_headroom_is_the_lower_of_the_two_eviction_thresholds():
+    by_pct = plan.data_volume_headroom(DF, "/storage", 80, 1000)
+    assert by_pct == {
+        "mount": "/storage",
+        "size_bytes": 1_000_000_000,
+        "max_usage_pct": 80,
+        "min_avail_bytes": 1000,
+        "usable_bytes": 800_000_000,
+        "usable_pct": 80.0,
+    }
+    assert plan.data_volume_headroom(DF, "/storage", 95, 100_000_000)["usable_bytes"] == 900_000_000
+    # A volume smaller than min_avail_bytes keeps nothing usable.
+    assert plan.data_volume_headroom(DF, "/storage", 80, 2_000_000_000)["usable_bytes"] == 0
+
+
+def test_headroom_changes_only_with_the_volume_or_the_thresholds():
+    busier = "    1B-blocks        Avail\n   1000000000   10\n"
+    assert plan.data_volume_headroom(busier, "/s", 80, 1) == plan.data_volume_headroom(DF, "/s", 80, 1)
+    grown = "    1B-blocks        Avail\n   2000000000   900000000\n"
+    assert plan.data_volume_headroom(grown, "/s", 80, 1)["usable_bytes"] == 1_600_000_000
+
+
+@pytest.mark.parametrize(
+    ("df", "max_pct", "min_avail", "message"),
+    [
+        ("", 80, 1, "cannot read the file system size"),
+        ("1B-blocks Avail\n- -\n", 80, 1, "cannot read the file system size"),
+        (DF, 0, 1, "pageserver_disk_max_usage_pct: expected 1..100, got 0"),
+        (DF, 101, 1, "pageserver_disk_max_usage_pct: expected 1..100, got 101"),
+        (DF, True, 1, "pageserver_disk_max_usage_pct: expected a non-negative integer"),
+        (DF, 80, -1, "pageserver_disk_min_avail_bytes: expected a non-negative integer, got -1"),
+    ],
+)
+def test_headroom_refuses_what_it_cannot_read(df, max_pct, min_avail, message):
+    with pytest.raises(ValueError, match=message):
+        plan.data_volume_headroom(df, "/s", max_pct, min_avail)
