@@ -452,6 +452,8 @@ class Workload:
         self.write_latency = LatencyStats()
         self.lost_writes = 0
         self.lost_write_samples: list[dict] = []
+        self.superseded_writes = 0
+        self.superseded_write_samples: list[dict] = []
         self.verified = False
         self.last_error: str | None = None
 
@@ -704,24 +706,45 @@ class Workload:
         return None
 
     async def verify(self, timeout_ms: int = 5000, concurrency: int = 8) -> dict:
-        """Stop writes, then read every acknowledged key at the latest acknowledged LSN."""
+        """Stop writes, then read every acknowledged key at the latest acknowledged LSN.
+
+        A key may answer with a value this compute never saw acknowledged: a write an earlier, killed life of the
+        compute had sent was committed by the safekeepers after all (an in-doubt write; the new walproposer adopts
+        the most advanced safekeeper's WAL). That is no lost write when the key, read at the acknowledged record's
+        own end LSN, answers the acknowledged value: the value read later then came from a newer record. Such keys
+        are counted as superseded; an error, an older value, or a value the proof does not explain stays lost."""
         await self.stop()
         lsn = self.last_acked_lsn
         lost: list[dict] = []
+        superseded: list[dict] = []
         sem = asyncio.Semaphore(concurrency)
 
         async def check(key: str) -> None:
             async with sem:
                 value, error, _ = await self.read_key(key, lsn, timeout_ms)
-            expected = self.expected_value(key, lsn)
+            expected = self.expected_at(key, lsn)
+            want = expected.value if expected is not None else None
             if error is not None:
-                lost.append({"key": key, "expected": expected, "error": error})
-            elif self._classify(key, lsn, value) is not None:
-                lost.append({"key": key, "expected": expected, "got": value})
+                lost.append({"key": key, "expected": want, "error": error})
+                return
+            verdict = self._classify(key, lsn, value)
+            if verdict is None:
+                return
+            sample = {"key": key, "expected": want, "got": value}
+            if verdict == "wrong_value" and expected is not None:
+                async with sem:
+                    at_ack, error, _ = await self.read_key(key, expected.end_lsn, timeout_ms)
+                if error is None and at_ack == want:
+                    superseded.append({**sample, "acknowledged_at": format_lsn(expected.end_lsn)})
+                    return
+                sample["at_acknowledged_lsn"] = error if error is not None else at_ack
+            lost.append(sample)
 
         await asyncio.gather(*(check(k) for k in list(self.acked_keys)))
         self.lost_writes = len(lost)
         self.lost_write_samples = lost[:FAILURE_SAMPLES]
+        self.superseded_writes = len(superseded)
+        self.superseded_write_samples = superseded[:FAILURE_SAMPLES]
         self.verified = True
         return self.report()
 
@@ -737,6 +760,8 @@ class Workload:
             "write_latency_ms": self.write_latency.to_json(),
             "lost_writes": self.lost_writes,
             "lost_write_samples": self.lost_write_samples,
+            "superseded_writes": self.superseded_writes,
+            "superseded_write_samples": self.superseded_write_samples,
             "verified": self.verified,
             "failures_by_reason": dict(self.failures_by_reason),
             "failure_samples": list(self.failure_samples),

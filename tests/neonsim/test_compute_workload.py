@@ -259,6 +259,39 @@ def test_reads_and_verify_against_current_pageserver(tmp_path):
     asyncio.run(scenario())
 
 
+def test_verify_tells_an_in_doubt_write_that_committed_from_a_lost_write(tmp_path):
+    async def scenario():
+        async with running_fleet(tmp_path) as (fleet, workload, _):
+            await workload.write_once("k0", "acked")
+            await workload.write_once("k1", "v1")
+            # A write the safekeepers committed but whose acknowledgement the compute never recorded (it was killed
+            # between the two), then a later acknowledged write: the key now answers a value never acknowledged.
+            wp = await workload.ensure_walproposer()
+            _, committed = wp.write("k0", "in-doubt")
+            await asyncio.wait_for(committed, 10)
+            await workload.write_once("k2", "v2")
+
+            report = await workload.verify()
+            assert report["lost_writes"] == 0, report["lost_write_samples"]
+            assert report["superseded_writes"] == 1
+            assert report["superseded_write_samples"][0]["got"] == "in-doubt"
+            assert report["superseded_write_samples"][0]["expected"] == "acked"
+
+            # A value the pageserver serves at every LSN (the acknowledged write is gone): the proof fails, it is lost.
+            fleet.page_override = lambda key, value: "invented" if key == "k1" else value
+            report = await workload.verify()
+            assert report["lost_writes"] == 1, report
+            assert report["lost_write_samples"][0] == {
+                "key": "k1",
+                "expected": "v1",
+                "got": "invented",
+                "at_acknowledged_lsn": "invented",
+            }
+            assert report["superseded_writes"] == 1
+
+    asyncio.run(scenario())
+
+
 def test_workload_loops_run_at_rate_and_persist_acks(tmp_path):
     async def scenario():
         async with running_fleet(tmp_path, write_rate=50, read_rate=50) as (_, workload, _):
