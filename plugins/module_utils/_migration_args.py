@@ -43,6 +43,7 @@ SETTINGS_BOUNDS: dict[str, tuple[float, float]] = {
     "remote_lsn_timeout": (0, 86_400),
     "disk_headroom_ratio": (0, 100),
     "lock_stale_after": (1, 30 * 86_400),
+    "source_grace": (0, 3_600),
 }
 # The role's other numbers: the connection options every module gets, the compute's wait and the S3 copy's width.
 ROLE_BOUNDS: dict[str, tuple[float, float]] = {

@@ -416,11 +416,35 @@ class MigrationRun:
             return None, str(exc)
         return {"node_id": (status or {}).get("id"), "locations": locations, "utilization": utilization}, None
 
+    def _read_source(self):
+        """``_read_node("source")``, giving a source that does not answer ``source_grace`` seconds to answer again
+        before the run treats it as dead: a pageserver restarting after a crash answers within seconds, and a
+        failover from it would cost a cold attach where a rollback or the move itself costs almost nothing."""
+        found: dict = {}
+
+        def probe():
+            found["info"], found["error"] = self._read_node("source")
+            return found["info"] is not None, found["error"]
+
+        grace = float(self.run["options"].get("source_grace", 0.0))
+        started = self.monotonic()
+        try:
+            poll(probe, grace, "the source to answer", sleep=self.sleep, clock=self.monotonic)
+        except PollTimeout:
+            return None, found["error"]
+        waited = self.monotonic() - started
+        if waited > 0.5:
+            self.run["warnings"].append(
+                f"the source {self.run['source']['name']} did not answer for {waited:.1f} s, then did: "
+                "it was not treated as dead"
+            )
+        return found["info"], None
+
     def _discover(self):
         run = self.run
         tenant_id = run["tenant_id"]
         dst_info, dst_error = self._read_node("destination")
-        src_info, src_error = self._read_node("source")
+        src_info, src_error = self._read_source()
         run["src_reachable"] = src_info is not None
         run["dst_reachable"] = dst_info is not None
         run["src_error"], run["dst_error"] = src_error, dst_error
@@ -1211,7 +1235,7 @@ class MigrationRun:
         run["failed_task"] = self.p.get("failed_task") or ""
         run["failed_phase"] = failed_phase
         mutated = failed_phase != "preflight" or bool(run.get("storcon_held"))
-        source_answers = self._read_node("source")[0] is not None if mutated else False
+        source_answers = self._read_source()[0] is not None if mutated else False
         recovery = decide.recovery_decision(
             mutated, bool(run.get("cutover_started")), failed_phase, source_answers, s["rollback"], s["failover"]
         )
@@ -1231,7 +1255,7 @@ class MigrationRun:
                     run["outcome"] = "rolled_back"
                 except (MigrationError, NeonAPIError, PollTimeout) as exc:
                     # The source answered a moment ago; if it died since, the destination must take the tenant.
-                    if not s["failover"] or self._read_node("source")[0] is not None:
+                    if not s["failover"] or self._read_source()[0] is not None:
                         raise
                     run["warnings"].append(f"the source died during the rollback ({exc}); failing over instead")
                     recovery = run["recovery"] = "failover"

@@ -214,6 +214,12 @@ options:
         description: Attach the destination alone when the source is unreachable.
         type: bool
         default: true
+      source_grace:
+        description:
+          - Seconds a source that does not answer is given to answer again (a pageserver restarting after a crash)
+            before the run treats it as unreachable, at the start and when it recovers from a failure.
+        type: float
+        default: 10
       missing_timeline_action:
         description: What to do with a branch created on the source during the move.
         type: str
@@ -412,6 +418,7 @@ SETTINGS_SPEC = {
     },
     "rollback": {"type": "bool", "default": True},
     "failover": {"type": "bool", "default": True},
+    "source_grace": {"type": "float", "default": 10.0},
     "missing_timeline_action": {"type": "str", "default": "recreate", "choices": ["recreate", "fail"]},
     "lock_stale_after": {"type": "float", "default": 1800.0},
     "lock_takeover": {"type": "bool", "default": False},

@@ -183,6 +183,7 @@ SETTINGS = {
     "refused_scheduling_policies": ["Draining", "Deleting", "PauseForRestart"],
     "rollback": True,
     "failover": True,
+    "source_grace": 0.0,
     "missing_timeline_action": "recreate",
     "lock_stale_after": 1800.0,
     "lock_takeover": False,
@@ -350,6 +351,61 @@ def test_a_dead_source_fails_over_under_a_generation_for_the_destination(fleet, 
     assert fleet.generation[T] == (2, 2)
     assert location_puts(fleet)[:2] == [("ps2", "AttachedSingle", 2, ORIGINAL), ("ps2", "AttachedSingle", 2, ORIGINAL)]
     assert not [e for e in fleet.mutations() if e[0] == "ps1"]
+
+
+class RestartingNode:
+    """A fake clock whose pauses bring a node back after ``down_for`` seconds (a pageserver restarting)."""
+
+    def __init__(self, fleet, name, down_for):
+        self.fleet, self.name, self.now, self.back_at = fleet, name, 1000.0, 1000.0 + down_for
+        fleet.down.add(name)
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        if self.now >= self.back_at:
+            self.fleet.down.discard(self.name)
+
+
+def test_a_source_that_answers_again_within_the_grace_is_not_failed_over_from(fleet, params):
+    p = params()
+    p["settings"]["source_grace"] = 10.0
+    restart = RestartingNode(fleet, "ps1", down_for=3.0)
+    begin = MigrationRun(p, fleet.client, warn=lambda _: None, sleep=restart.sleep, monotonic=restart.monotonic).begin(
+        check_mode=False
+    )
+
+    assert begin["path"] == "live"
+    assert any("did not answer for 3" in w for w in begin["run_warnings"]), begin["run_warnings"]
+
+
+def test_a_source_silent_for_longer_than_the_grace_is_failed_over_from(fleet, params):
+    late = params()
+    late["settings"]["source_grace"] = 10.0
+    restart = RestartingNode(fleet, "ps1", down_for=30.0)
+    begin = MigrationRun(
+        late, fleet.client, warn=lambda _: None, sleep=restart.sleep, monotonic=restart.monotonic
+    ).begin(check_mode=False)
+    assert begin["path"] == "failover"
+    assert restart.now - 1000.0 >= 10.0
+
+
+def test_a_failure_while_the_source_restarts_rolls_back_to_it_once_it_answers(fleet, params):
+    """The source is down when the recovery looks at it and back a few seconds later: a rollback (no cold
+    attach on the destination), not a failover."""
+    p = params()
+    p["settings"]["source_grace"] = 10.0
+    run_phases(fleet, p, ["suspend", "prewarm", "stale"])
+    restart = RestartingNode(fleet, "ps1", down_for=4.0)
+    result = MigrationRun(
+        {**p, "error": "x"}, fleet.client, warn=lambda _: None, sleep=restart.sleep, monotonic=restart.monotonic
+    ).step("recover")
+
+    assert result["recovery"] == "rollback" and result["outcome"] == "rolled_back"
+    assert fleet.locations["ps1"][T]["mode"] == "AttachedSingle"
+    assert T not in fleet.locations["ps2"] or fleet.locations["ps2"][T]["mode"] != "AttachedSingle"
 
 
 def test_a_failure_before_cutover_rolls_back_under_a_new_generation_for_the_source(fleet, params):
