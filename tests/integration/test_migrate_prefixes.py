@@ -23,7 +23,6 @@ from migration_harness import (
     locations,
     migrate,
     mutating_requests,
-    pause_workloads,
     plain_tenants,
     storcon_scheduling,
     tenant_id,
@@ -31,7 +30,7 @@ from migration_harness import (
     topology,
     unavailable_reads,
     verdict,
-    wait_for_writes,
+    wait_for_writes_then_pause,
     workload,
 )
 
@@ -46,12 +45,8 @@ OTHER = "other"  # ps3's prefix_in_bucket; ps1 and ps2 keep the default pageserv
 @pytest.fixture(scope="module")
 def fleet(neonsim_fleet_module):
     tenants, computes = plain_tenants("across", "planned", "killed")
-    layout = topology(tenants, computes)
-    layout["pageservers"] = [*layout["pageservers"][:2], {**layout["pageservers"][2], "prefix_in_bucket": f"{OTHER}/"}]
-    sim = neonsim_fleet_module(layout)
-    for c in computes:
-        wait_for_writes(sim, c["name"])
-    pause_workloads(sim)
+    sim = neonsim_fleet_module(topology(tenants, computes, prefixes={"ps3": f"{OTHER}/"}))
+    wait_for_writes_then_pause(sim)
     return sim
 
 
