@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import boto3
 import requests
 
 from neonsim.lsn import format_lsn, parse_lsn, record_size
@@ -124,14 +123,7 @@ class Harness:
         return self.write(tenant_id, timeline_id, items, skip=skip)
 
     def s3(self):
-        conf = self.fleet["s3"]
-        return boto3.client(
-            "s3",
-            endpoint_url=conf["moto_url"],
-            region_name=conf["region"],
-            aws_access_key_id=conf.get("access_key", "testing"),
-            aws_secret_access_key=conf.get("secret_key", "testing"),
-        )
+        return self.sim.moto_s3()
 
     def s3_json(self, ps: str, key_below_prefix: str):
         conf = self.fleet["s3"]

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 from migration_harness import (
@@ -52,16 +51,9 @@ def fleet(neonsim_fleet_module):
 
 def bucket_keys(fleet, prefix: str) -> dict:
     """{key: etag} straight from moto (not through the fault proxy)."""
-    s3 = fleet.fleet["s3"]
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3["moto_url"],
-        region_name=s3["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
     out = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3["bucket"], Prefix=prefix):
+    pages = fleet.moto_s3().get_paginator("list_objects_v2").paginate(Bucket=fleet.fleet["s3"]["bucket"], Prefix=prefix)
+    for page in pages:
         out.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
     return out
 

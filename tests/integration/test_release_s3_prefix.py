@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 
@@ -58,13 +57,7 @@ class Env:
         self.sim = sim
         s3 = sim.fleet["s3"]
         self.bucket = s3["bucket"]
-        self.moto = boto3.client(
-            "s3",
-            endpoint_url=s3["moto_url"],
-            region_name=s3["region"],
-            aws_access_key_id=s3["access_key"],
-            aws_secret_access_key=s3["secret_key"],
-        )
+        self.moto = sim.moto_s3()
         self.env = ansible_env(tmp_path)
         self.env.update(AWS_ACCESS_KEY_ID=s3["access_key"], AWS_SECRET_ACCESS_KEY=s3["secret_key"])
         self.env.pop("AWS_CA_BUNDLE", None)

@@ -3,7 +3,6 @@ request log carries each request's User-Agent."""
 
 from __future__ import annotations
 
-import boto3
 import pytest
 import requests
 import yaml
@@ -28,15 +27,8 @@ TIMELINE = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
 def _keys(sim, prefix):
-    s3 = sim.fleet["s3"]
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3["moto_url"],
-        region_name=s3["region"],
-        aws_access_key_id=s3["access_key"],
-        aws_secret_access_key=s3["secret_key"],
-    )
-    return [o["Key"] for o in client.list_objects_v2(Bucket=s3["bucket"], Prefix=prefix).get("Contents", [])]
+    listing = sim.moto_s3().list_objects_v2(Bucket=sim.fleet["s3"]["bucket"], Prefix=prefix)
+    return [o["Key"] for o in listing.get("Contents", [])]
 
 
 def test_set_prefix_restarts_the_pageserver_on_the_new_prefix(neonsim_fleet):
