@@ -51,13 +51,25 @@ class Harness:
         body = {"tenant_shard_id": tsid, "node_id": self.node_id(ps) if ps else None}
         return self.call("POST", self.sim.storcon_url + "/debug/v1/attach-hook", body, service="storcon").json()["gen"]
 
-    def location(self, ps: str, tsid: str, mode: str, generation=None, tenant_conf=None, expected=(200,), **params):
+    def location(
+        self,
+        ps: str,
+        tsid: str,
+        mode: str,
+        generation=None,
+        tenant_conf=None,
+        expected=(200,),
+        stripe_size=None,
+        **params,
+    ):
         body = {
             "mode": mode,
             "generation": generation,
             "secondary_conf": {"warm": False} if mode == "Secondary" else None,
             "tenant_conf": tenant_conf or {},
         }
+        if stripe_size is not None:
+            body.update(shard_number=0, shard_count=0, shard_stripe_size=stripe_size)
         url = f"{self.ps(ps)}/v1/tenant/{tsid}/location_config"
         return self.call("PUT", url, body, expected=expected, params=params or None)
 
