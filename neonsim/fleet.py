@@ -602,6 +602,19 @@ class SimFleet:
     def s3_request_log(self) -> list[dict]:
         return s3_request_log(self.dir)
 
+    def moto_s3(self):
+        """A boto3 S3 client straight to the fleet's moto: not through the s3proxy, so no fault and no log entry."""
+        import boto3
+
+        s3 = self.fleet["s3"]
+        return boto3.client(
+            "s3",
+            endpoint_url=s3["moto_url"],
+            region_name=s3["region"],
+            aws_access_key_id=s3["access_key"],
+            aws_secret_access_key=s3["secret_key"],
+        )
+
     def clear_fault(self, name: str) -> dict:
         return fault(self.dir, name, None)
 

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import boto3
 import requests
 
 from neonsim.lsn import format_lsn, parse_lsn, record_size
@@ -52,13 +51,25 @@ class Harness:
         body = {"tenant_shard_id": tsid, "node_id": self.node_id(ps) if ps else None}
         return self.call("POST", self.sim.storcon_url + "/debug/v1/attach-hook", body, service="storcon").json()["gen"]
 
-    def location(self, ps: str, tsid: str, mode: str, generation=None, tenant_conf=None, expected=(200,), **params):
+    def location(
+        self,
+        ps: str,
+        tsid: str,
+        mode: str,
+        generation=None,
+        tenant_conf=None,
+        expected=(200,),
+        stripe_size=None,
+        **params,
+    ):
         body = {
             "mode": mode,
             "generation": generation,
             "secondary_conf": {"warm": False} if mode == "Secondary" else None,
             "tenant_conf": tenant_conf or {},
         }
+        if stripe_size is not None:
+            body.update(shard_number=0, shard_count=0, shard_stripe_size=stripe_size)
         url = f"{self.ps(ps)}/v1/tenant/{tsid}/location_config"
         return self.call("PUT", url, body, expected=expected, params=params or None)
 
@@ -124,14 +135,7 @@ class Harness:
         return self.write(tenant_id, timeline_id, items, skip=skip)
 
     def s3(self):
-        conf = self.fleet["s3"]
-        return boto3.client(
-            "s3",
-            endpoint_url=conf["moto_url"],
-            region_name=conf["region"],
-            aws_access_key_id=conf.get("access_key", "testing"),
-            aws_secret_access_key=conf.get("secret_key", "testing"),
-        )
+        return self.sim.moto_s3()
 
     def s3_json(self, ps: str, key_below_prefix: str):
         conf = self.fleet["s3"]

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import boto3
+import migration_harness
 import requests
 import yaml
 
@@ -177,19 +178,9 @@ def fleet_state(endpoint: str, region: str, fleet: str) -> dict:
 
 
 def ansible_env(tmp: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    collections = str(REPO / ".collections")
-    env.update(
-        CREDENTIALS,
-        ANSIBLE_COLLECTIONS_PATH=collections,
-        PYTHONPATH=os.pathsep.join([str(REPO), collections]),
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_HOME=str(tmp / "ansible-home"),
-        ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"),
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-    )
+    """The migration tests' Ansible environment, with moto's credentials instead of any AWS_* of this machine."""
+    env = {k: v for k, v in migration_harness.ansible_env(tmp).items() if not k.startswith("AWS_")}
+    env.update(CREDENTIALS, ANSIBLE_DEPRECATION_WARNINGS="0")
     return env
 
 

@@ -44,11 +44,19 @@ MIGRATION_TOPOLOGY = {
 WORKLOAD = {"enabled": True, "write_rate": 20, "read_rate": 20, "keys": 100, "read_timeout_ms": 10000}
 
 
-def topology(tenants: list[dict], computes: list[dict]) -> dict:
+def topology(tenants: list[dict], computes: list[dict], prefixes: dict[str, str] | None = None) -> dict:
+    """MIGRATION_TOPOLOGY with these tenants and computes; ``prefixes`` gives pageservers (by name) another
+    prefix_in_bucket than the fleet's, as in a fleet grown in two generations."""
     # A seed of its own per fleet: tenant ids derive from it, and fleets that run at once (xdist workers) must not
     # share ids, or a request that reaches another fleet's node (a killed node's port reused) would find a tenant.
     seed = int.from_bytes(os.urandom(4), "big")
-    return {**MIGRATION_TOPOLOGY, "seed": seed, "tenants": tenants, "computes": computes}
+    layout = {**MIGRATION_TOPOLOGY, "seed": seed, "tenants": tenants, "computes": computes}
+    if prefixes:
+        layout["pageservers"] = [
+            {**ps, "prefix_in_bucket": prefixes[ps["name"]]} if ps["name"] in prefixes else ps
+            for ps in layout["pageservers"]
+        ]
+    return layout
 
 
 def plain_tenants(*names: str, on: str = "ps1") -> tuple[list[dict], list[dict]]:
@@ -311,6 +319,14 @@ def pause_workloads(fleet) -> None:
     and idle computes would cost the 2-core machine most of its CPU."""
     for compute in fleet.fleet["computes"]:
         workload_action(fleet, compute["name"], "stop")
+
+
+def wait_for_writes_then_pause(fleet) -> None:
+    """A new fleet ready for moves: every compute's workload has acknowledged writes (each tenant is served),
+    then all are paused; a move starts its own tenant's workload again (run_workloads_of)."""
+    for compute in fleet.fleet["computes"]:
+        wait_for_writes(fleet, compute["name"])
+    pause_workloads(fleet)
 
 
 def run_workloads_of(fleet, tenant_id: str, new_writes: int = 10) -> None:

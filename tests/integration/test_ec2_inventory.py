@@ -12,12 +12,11 @@ from ec2_harness import contract_view, ec2, inventory_file, inventory_list, moto
 from migration_harness import (
     locations,
     migrate,
-    pause_workloads,
     plain_tenants,
     tenant_id,
     topology,
     verdict,
-    wait_for_writes,
+    wait_for_writes_then_pause,
 )
 
 pytestmark = pytest.mark.neonsim
@@ -85,8 +84,7 @@ class InventoryFleet:
 def setup(neonsim_fleet_module, tmp_path_factory):
     tenants, computes = plain_tenants("ec2")
     sim = neonsim_fleet_module(topology(tenants, computes))
-    wait_for_writes(sim, "c-ec2")
-    pause_workloads(sim)
+    wait_for_writes_then_pause(sim)
     tmp = tmp_path_factory.mktemp("ec2-inventory")
     fleet_name = f"sim-{os.getpid()}"
     with moto_ec2(tmp) as endpoint:

@@ -11,13 +11,12 @@ from migration_harness import (
     compute_connstring,
     locations,
     migrate,
-    pause_workloads,
     plain_tenants,
     storcon_scheduling,
     tenant_id,
     topology,
     verdict,
-    wait_for_writes,
+    wait_for_writes_then_pause,
 )
 
 pytestmark = pytest.mark.neonsim
@@ -30,9 +29,7 @@ def fleet(neonsim_fleet_module):
     tenants, computes = plain_tenants("b-crash", "killed")
     more, more_computes = plain_tenants("a-crash", on="ps3")
     sim = neonsim_fleet_module(topology(tenants + more, computes + more_computes))
-    for c in computes + more_computes:
-        wait_for_writes(sim, c["name"])
-    pause_workloads(sim)
+    wait_for_writes_then_pause(sim)
     return sim
 
 

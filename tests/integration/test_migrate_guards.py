@@ -28,11 +28,10 @@ from migration_harness import (
     locations,
     migrate,
     mutating_requests,
-    pause_workloads,
     tenant_id,
     topology,
     verdict,
-    wait_for_writes,
+    wait_for_writes_then_pause,
     workload,
     workload_action,
 )
@@ -62,9 +61,7 @@ def fleet(neonsim_fleet_module):
     ]
     computes = [{"name": f"c-{n}", "tenant": n, "workload": WORKLOAD} for n in ("busy", "regen")]
     sim = neonsim_fleet_module({**topology(tenants, computes), "pageservers": pageservers})
-    for c in computes:
-        wait_for_writes(sim, c["name"])
-    pause_workloads(sim)
+    wait_for_writes_then_pause(sim)
     big = tenant_id(sim, "big")
     made = requests.post(
         f"{sim.url('ps1')}/sim/tenant/{big}/synthetic",

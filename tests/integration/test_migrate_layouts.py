@@ -14,13 +14,12 @@ from migration_harness import (
     compute_connstring,
     compute_switched_at,
     locations,
-    pause_workloads,
     shard_ids,
     tenant_id,
     timelines,
     topology,
     verdict,
-    wait_for_writes,
+    wait_for_writes_then_pause,
 )
 
 pytestmark = pytest.mark.neonsim
@@ -42,9 +41,7 @@ def fleet(neonsim_fleet_module):
         {"name": "c-child", "tenant": "branched", "timeline": "child", "workload": WORKLOAD},
     ]
     sim = neonsim_fleet_module(topology(tenants, computes))
-    for c in computes:
-        wait_for_writes(sim, c["name"])
-    pause_workloads(sim)
+    wait_for_writes_then_pause(sim)
     return sim
 
 

@@ -15,7 +15,6 @@ from migration_harness import (
     locations,
     migrate,
     mutating_requests,
-    pause_workloads,
     plain_tenants,
     slow_reads,
     storcon_scheduling,
@@ -24,7 +23,7 @@ from migration_harness import (
     topology,
     unavailable_reads,
     verdict,
-    wait_for_writes,
+    wait_for_writes_then_pause,
     workload,
 )
 
@@ -39,9 +38,7 @@ def fleet(neonsim_fleet_module):
     # The lagging destination test needs reads that give up quickly (2 s) to see a cutover that came too early.
     computes[-1]["workload"] = {**computes[-1]["workload"], "read_timeout_ms": 2000}
     sim = neonsim_fleet_module(topology(tenants, computes))
-    for c in computes:
-        wait_for_writes(sim, c["name"])
-    pause_workloads(sim)
+    wait_for_writes_then_pause(sim)
     return sim
 
 

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 from migration_harness import (
@@ -23,7 +22,6 @@ from migration_harness import (
     locations,
     migrate,
     mutating_requests,
-    pause_workloads,
     plain_tenants,
     storcon_scheduling,
     tenant_id,
@@ -31,7 +29,7 @@ from migration_harness import (
     topology,
     unavailable_reads,
     verdict,
-    wait_for_writes,
+    wait_for_writes_then_pause,
     workload,
 )
 
@@ -46,27 +44,16 @@ OTHER = "other"  # ps3's prefix_in_bucket; ps1 and ps2 keep the default pageserv
 @pytest.fixture(scope="module")
 def fleet(neonsim_fleet_module):
     tenants, computes = plain_tenants("across", "planned", "killed")
-    layout = topology(tenants, computes)
-    layout["pageservers"] = [*layout["pageservers"][:2], {**layout["pageservers"][2], "prefix_in_bucket": f"{OTHER}/"}]
-    sim = neonsim_fleet_module(layout)
-    for c in computes:
-        wait_for_writes(sim, c["name"])
-    pause_workloads(sim)
+    sim = neonsim_fleet_module(topology(tenants, computes, prefixes={"ps3": f"{OTHER}/"}))
+    wait_for_writes_then_pause(sim)
     return sim
 
 
 def bucket_keys(fleet, prefix: str) -> dict:
     """{key: etag} straight from moto (not through the fault proxy)."""
-    s3 = fleet.fleet["s3"]
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3["moto_url"],
-        region_name=s3["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
     out = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3["bucket"], Prefix=prefix):
+    pages = fleet.moto_s3().get_paginator("list_objects_v2").paginate(Bucket=fleet.fleet["s3"]["bucket"], Prefix=prefix)
+    for page in pages:
         out.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
     return out
 

@@ -9,12 +9,11 @@ from migration_harness import (
     locations,
     migrate,
     mutating_requests,
-    pause_workloads,
     plain_tenants,
     storcon_scheduling,
     tenant_id,
     topology,
-    wait_for_writes,
+    wait_for_writes_then_pause,
 )
 
 pytestmark = pytest.mark.neonsim
@@ -23,13 +22,9 @@ pytestmark = pytest.mark.neonsim
 @pytest.fixture(scope="module")
 def fleet(neonsim_fleet_module):
     tenants, computes = plain_tenants("prefixed", "slow")
-    layout = topology(tenants, computes)
     # ps3 keeps its tenants under another prefix_in_bucket, as a fleet grown in two generations would.
-    layout["pageservers"] = [*layout["pageservers"][:2], {**layout["pageservers"][2], "prefix_in_bucket": "other/"}]
-    sim = neonsim_fleet_module(layout)
-    for c in computes:
-        wait_for_writes(sim, c["name"])
-    pause_workloads(sim)
+    sim = neonsim_fleet_module(topology(tenants, computes, prefixes={"ps3": "other/"}))
+    wait_for_writes_then_pause(sim)
     return sim
 
 

@@ -16,12 +16,11 @@ from migration_harness import (
     ansible_env,
     locations,
     migrate,
-    pause_workloads,
     plain_tenants,
     tenant_id,
     topology,
     verdict,
-    wait_for_writes,
+    wait_for_writes_then_pause,
 )
 
 pytestmark = pytest.mark.neonsim
@@ -35,8 +34,7 @@ def fleet(neonsim_fleet_module):
     # Two pageservers are enough for one move; fewer processes on the 2-core machine.
     pageservers = [ps for ps in MIGRATION_TOPOLOGY["pageservers"] if ps["name"] in ("ps1", "ps2")]
     sim = neonsim_fleet_module({**topology(tenants, computes), "pageservers": pageservers}, tls=True)
-    wait_for_writes(sim, "c-sealed")
-    pause_workloads(sim)
+    wait_for_writes_then_pause(sim)
     return sim
 
 

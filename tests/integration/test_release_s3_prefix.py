@@ -19,13 +19,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import boto3
 import pytest
-import requests
 
+from neonsim.pageserver.testing import Harness
 from tests.integration.migration_harness import MIGRATION_TOPOLOGY, ansible_env
 
 pytestmark = pytest.mark.neonsim
@@ -58,13 +56,8 @@ class Env:
         self.sim = sim
         s3 = sim.fleet["s3"]
         self.bucket = s3["bucket"]
-        self.moto = boto3.client(
-            "s3",
-            endpoint_url=s3["moto_url"],
-            region_name=s3["region"],
-            aws_access_key_id=s3["access_key"],
-            aws_secret_access_key=s3["secret_key"],
-        )
+        self.moto = sim.moto_s3()
+        self.pageservers = Harness(sim)
         self.env = ansible_env(tmp_path)
         self.env.update(AWS_ACCESS_KEY_ID=s3["access_key"], AWS_SECRET_ACCESS_KEY=s3["secret_key"])
         self.env.pop("AWS_CA_BUNDLE", None)
@@ -121,35 +114,13 @@ class Env:
         assert rc == 0, out[-4000:]
 
     def location(self, ps: str, tenant_id: str, mode: str, generation=None) -> None:
-        body = {
-            "mode": mode,
-            "generation": generation,
-            "secondary_conf": {"warm": False} if mode == "Secondary" else None,
-            "shard_number": 0,
-            "shard_count": 0,
-            "shard_stripe_size": 2048,
-            "tenant_conf": {},
-        }
-        resp = requests.put(f"{self.sim.url(ps)}/v1/tenant/{tenant_id}/location_config", json=body, timeout=60)
-        assert resp.status_code == 200, resp.text
+        self.pageservers.location(ps, tenant_id, mode, generation, stripe_size=2048)
 
     def reattach_on_ps2(self, tenant_id: str, leave_secondary: bool) -> None:
         """Stop ps1's attachment, attach on ps2 (which reads psb) with the next generation."""
         self.location("ps1", tenant_id, "Secondary" if leave_secondary else "Detached")
-        node_id = self.sim.entry("ps2")["node_id"]
-        gen = requests.post(
-            f"{self.sim.storcon_url}/debug/v1/attach-hook",
-            json={"tenant_shard_id": tenant_id, "node_id": node_id},
-            timeout=30,
-        ).json()["gen"]
-        self.location("ps2", tenant_id, "AttachedSingle", gen)
-        deadline = time.monotonic() + 120  # liveness bound, not a timing assertion
-        while time.monotonic() < deadline:
-            info = requests.get(f"{self.sim.url('ps2')}/v1/tenant/{tenant_id}", timeout=10)
-            if info.status_code == 200 and info.json().get("state", {}).get("slug") == "Active":
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{tenant_id} not Active on ps2")
+        self.location("ps2", tenant_id, "AttachedSingle", self.pageservers.attach_hook(tenant_id, "ps2"))
+        self.pageservers.wait_active("ps2", tenant_id, timeout=120)  # liveness bound, not a timing assertion
 
     def marks(self) -> dict:
         return {

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import boto3
 import pytest
 
 from neonsim.checker import run_check
@@ -136,8 +135,7 @@ def test_checker_uses_compute_acknowledged_writes(neonsim_fleet):
     assert json.loads(cli.stdout)["keys_checked"] == report["keys_checked"]
 
     s3conf = sim.fleet["s3"]
-    s3 = boto3.client("s3", endpoint_url=s3conf["moto_url"], region_name=s3conf["region"],
-                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    s3 = sim.moto_s3()
     prefix = sim.fleet["pageservers"][0]["prefix_in_bucket"]
     timeline_prefix = f"{prefix}tenants/{tenant}/timelines/{timeline}/"
     deleted = set()

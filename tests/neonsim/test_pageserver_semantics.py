@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import boto3
 import pytest
 
 from neonsim.lsn import format_lsn, parse_lsn
@@ -360,13 +359,7 @@ def test_tenant_delete_removes_every_shard_prefix(h):
     tenant, timeline, _gen = h.create_tenant("ps2", QUIET)
     flushed_history(h, "ps2", tenant, timeline, 1, "d")
     s3conf = h.sim.fleet["s3"]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3conf["moto_url"],
-        region_name=s3conf["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = h.s3()
     prefix = next(p for p in h.sim.fleet["pageservers"] if p["name"] == "ps2")["prefix_in_bucket"]
     shard_key = f"{prefix}tenants/{tenant}-0102/timelines/{timeline}/index_part.json-00000001"
     s3.put_object(Bucket=s3conf["bucket"], Key=shard_key, Body=b"{}")

@@ -3,12 +3,11 @@ request log carries each request's User-Agent."""
 
 from __future__ import annotations
 
-import boto3
 import pytest
-import requests
 import yaml
 
 from neonsim import fleet as fleet_mod
+from neonsim.pageserver.testing import Harness
 from tests.neonsim.fleet_helpers import wait_for
 from tests.neonsim.test_lifecycle import cli
 
@@ -28,15 +27,8 @@ TIMELINE = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
 def _keys(sim, prefix):
-    s3 = sim.fleet["s3"]
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3["moto_url"],
-        region_name=s3["region"],
-        aws_access_key_id=s3["access_key"],
-        aws_secret_access_key=s3["secret_key"],
-    )
-    return [o["Key"] for o in client.list_objects_v2(Bucket=s3["bucket"], Prefix=prefix).get("Contents", [])]
+    listing = sim.moto_s3().list_objects_v2(Bucket=sim.fleet["s3"]["bucket"], Prefix=prefix)
+    return [o["Key"] for o in listing.get("Contents", [])]
 
 
 def test_set_prefix_restarts_the_pageserver_on_the_new_prefix(neonsim_fleet):
@@ -49,33 +41,11 @@ def test_set_prefix_restarts_the_pageserver_on_the_new_prefix(neonsim_fleet):
     inventory = yaml.safe_load(sim.inventory_path.read_text())
     assert inventory["all"]["children"]["pageservers"]["hosts"]["ps1"]["neon_s3_prefix"] == "new-prefix/"
 
-    gen = requests.post(
-        f"{sim.storcon_url}/debug/v1/attach-hook", json={"tenant_shard_id": TENANT, "node_id": 1}, timeout=30
-    ).json()["gen"]
-    body = {
-        "mode": "AttachedSingle",
-        "generation": gen,
-        "secondary_conf": None,
-        "shard_number": 0,
-        "shard_count": 0,
-        "shard_stripe_size": 2048,
-        "tenant_conf": {},
-    }
-    attached = requests.put(f"{sim.url('ps1')}/v1/tenant/{TENANT}/location_config", json=body, timeout=30)
-    assert attached.status_code == 200, attached.text
-    wait_for(
-        lambda: (
-            requests.get(f"{sim.url('ps1')}/v1/tenant/{TENANT}", timeout=10).json().get("state", {}).get("slug")
-            == "Active"
-        ),
-        what="the tenant active",
-    )
-    created = requests.post(
-        f"{sim.url('ps1')}/v1/tenant/{TENANT}/timeline",
-        json={"new_timeline_id": TIMELINE, "pg_version": 17},
-        timeout=60,
-    )
-    assert created.status_code in (200, 201), created.text
+    h = Harness(sim)
+    h.location("ps1", TENANT, "AttachedSingle", h.attach_hook(TENANT, "ps1"), stripe_size=2048)
+    h.wait_active("ps1", TENANT, timeout=60)
+    timeline = {"new_timeline_id": TIMELINE, "pg_version": 17}
+    h.call("POST", f"{h.ps('ps1')}/v1/tenant/{TENANT}/timeline", timeline, expected=(200, 201))
     wait_for(lambda: _keys(sim, f"new-prefix/tenants/{TENANT}/"), what="the index_part under the new prefix")
     assert _keys(sim, f"old-prefix/tenants/{TENANT}") == []
 

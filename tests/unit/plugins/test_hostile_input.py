@@ -84,6 +84,15 @@ def name(module) -> str:
     return module.__name__.rsplit(".", 1)[-1]
 
 
+# Runs a test once per module of BASE, named after the module.
+EACH_MODULE = pytest.mark.parametrize("module", list(BASE), ids=[name(module) for module in BASE])
+
+
+def base_args(api, module, **extra) -> dict:
+    """The connection to ``api`` and the module's valid BASE arguments, with ``extra`` on top."""
+    return {"api_url": api.url, "api_token": SECRET_TOKEN, **BASE[module], **extra}
+
+
 class Case:
     def __init__(self, case_id, module, field, env=None, **args):
         self.id, self.module, self.field, self.env, self.args = case_id, module, field, env or {}, args
@@ -275,8 +284,7 @@ def run_case(case, fake_api, run_module, monkeypatch):
     for key, value in case.env.items():
         monkeypatch.setenv(key, value)
     fake_api.fallback = lenient_fleet
-    args = {"api_url": fake_api.url, "api_token": SECRET_TOKEN, **BASE[case.module], **case.args}
-    args = {key: value for key, value in args.items() if value is not None}
+    args = {key: value for key, value in base_args(fake_api, case.module, **case.args).items() if value is not None}
     return run_module(case.module, args)
 
 
@@ -299,11 +307,11 @@ def test_hostile_input_fails_clearly_before_any_request(fake_api, run_module, mo
     assert "s3cr3t-pw" not in message and "s3cr3t-pw" not in str(run.get("url"))
 
 
-@pytest.mark.parametrize("module", list(BASE), ids=[name(module) for module in BASE])
+@EACH_MODULE
 def test_base_arguments_reach_the_server(fake_api, run_module, module):
     """The fleet accepts the base arguments, so each failure above comes from the one hostile option."""
     fake_api.fallback = lenient_fleet
-    run = run_module(module, {"api_url": fake_api.url, "api_token": SECRET_TOKEN, **BASE[module]})
+    run = run_module(module, base_args(fake_api, module))
     if module is safekeeper_timeline_info:  # the fleet's timeline route is the pageserver's 404
         assert run.failed and "quorum needs 1" in run["msg"]
     elif module is timeline_catchup:  # the fleet's timeline is at 0/16960E8, past the target
@@ -334,24 +342,24 @@ def tokens_for(module) -> dict:
     return tokens
 
 
-@pytest.mark.parametrize("module", list(BASE), ids=[name(module) for module in BASE])
+@EACH_MODULE
 def test_invocation_at_vvv_never_carries_a_token(fake_api, run_module, module):
     fake_api.fallback = lenient_fleet
     tokens = tokens_for(module)
-    run = run_module(module, vvv({"api_url": fake_api.url, **BASE[module], **tokens}))
+    run = run_module(module, vvv(base_args(fake_api, module, **tokens)))
     module_args = run["invocation"]["module_args"]
     for option, token in tokens.items():
         assert token not in run.raw, f"{option} in the output"
         assert module_args[option] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER", option
 
 
-@pytest.mark.parametrize("module", list(BASE), ids=[name(module) for module in BASE])
+@EACH_MODULE
 def test_a_huge_value_is_cut_in_our_messages_at_vvv(fake_api, run_module, module):
     """Ansible's invocation repeats the arguments as given; what the module itself says is cut."""
     fake_api.fallback = lenient_fleet
     field = next((f for f in ("tenant_shard_id", "tenant_id") if f in BASE[module]), "api_url")
     huge = "f" * (1 << 20) if field != "api_url" else "http://" + "a" * (1 << 20)  # 1 MB: over every cap
-    run = run_module(module, vvv({"api_url": fake_api.url, **BASE[module], **tokens_for(module), field: huge}))
+    run = run_module(module, vvv(base_args(fake_api, module, **tokens_for(module), **{field: huge})))
     assert run.failed and run["msg"].startswith(field), run["msg"][:300]
     assert len(run["msg"]) < MAX_MESSAGE
     ours = {key: value for key, value in run.result.items() if key != "invocation"}

@@ -28,16 +28,16 @@ from ansible_collections.neonops.storage.plugins.modules import (
 from ansible_collections.neonops.storage.tests.unit.conftest import SECRET_TOKEN, TENANT_ID, TIMELINE_ID_2
 from ansible_collections.neonops.storage.tests.unit.fake_api import CannedResponse
 from ansible_collections.neonops.storage.tests.unit.lenient_fleet import lenient_fleet
-from ansible_collections.neonops.storage.tests.unit.plugins.test_hostile_input import BASE, name
+from ansible_collections.neonops.storage.tests.unit.plugins.test_hostile_input import EACH_MODULE, base_args
 from ansible_collections.neonops.storage.tests.unit.plugins.test_odd_servers_data import BODIES, NOT_FOUND_PAGES
 
 
 def args(api, module, **extra):
-    return {"api_url": api.url, "api_token": SECRET_TOKEN, "retries": 0, **BASE[module], **extra}
+    return base_args(api, module, retries=0, **extra)
 
 
 @pytest.mark.parametrize("body", list(BODIES), ids=list(BODIES))
-@pytest.mark.parametrize("module", list(BASE), ids=[name(module) for module in BASE])
+@EACH_MODULE
 def test_a_body_that_is_not_the_routes_json_fails_clearly(fake_api, run_module, module, body):
     fake_api.fallback = lambda request: BODIES[body]
     run = run_module(module, args(fake_api, module))  # a traceback would escape run_module and fail the test
