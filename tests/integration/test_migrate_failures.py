@@ -26,7 +26,7 @@ CATCHUP_ROUTES = r"^/v1/tenant/[^/]+/(timeline|wait_lsn)$"
 
 @pytest.fixture(scope="module")
 def fleet(neonsim_fleet_module):
-    tenants, computes = plain_tenants("b-crash", "killed")
+    tenants, computes = plain_tenants("b-crash", "killed", "b-not-active")
     more, more_computes = plain_tenants("a-crash", on="ps3")
     sim = neonsim_fleet_module(topology(tenants + more, computes + more_computes))
     wait_for_writes_then_pause(sim)
@@ -65,6 +65,36 @@ def test_destination_crash_during_catchup_rolls_back(fleet, report_dir):
     # The destination comes back without the tenant: the generation authority no longer hands it out.
     fleet.start("ps2")
     assert (locations(fleet, "ps2").get(tid) or {}).get("mode") not in ("AttachedSingle", "AttachedMulti")
+
+
+def test_destination_not_active_right_before_cutover_rolls_back_and_no_compute_moves(fleet, report_dir):
+    """The cutover check: ps2 caught up, then answers 503 for the tenant's state (a slot shutting down or starting)
+    right before the computes would switch. The move stops while the source still serves and rolls back; without
+    the check the compute would be sent to ps2."""
+    tid = tenant_id(fleet, "b-not-active")
+    original = locations(fleet, "ps1")[tid]
+    fleet.fault("ps2", routes=CATCHUP_ROUTES, freeze=True)
+    run = Background(fleet, tid, "ps1", "ps2", report_dir, tenant_migration_attach_timeout=20)
+    try:
+        run.wait_phase("catchup")
+        # Replacing the fault releases the frozen catch-up; from now on ps2 answers 503 for the tenant's state only.
+        fleet.fault("ps2", routes=r"^GET /v1/tenant/[^/]+$", status=503)
+        result = run.wait()
+    finally:
+        fleet.clear_fault("ps2")
+        if run.proc.poll() is None:
+            run.kill()
+
+    assert result.rc != 0, result
+    assert result.report["outcome"] == "rolled_back", result.report
+    assert result.report["failed_phase"] == "catchup", result.report
+    assert "Active on ps2" in result.report["error"], result.report["error"]
+    assert not result.report["computes"], result.report["computes"]
+    assert compute_connstring(fleet, "c-b-not-active") == pg_url(fleet, "ps1")
+    back = locations(fleet, "ps1")[tid]
+    assert back["mode"] == "AttachedSingle" and back["tenant_conf"] == original["tenant_conf"], back
+    assert storcon_scheduling(fleet, tid) == {"Active"}
+    assert verdict(fleet, "c-b-not-active")["verified"]["lost_writes"] == 0
 
 
 def test_playbook_killed_after_attach_then_rerun_completes(fleet, report_dir):

@@ -494,6 +494,21 @@ def test_a_failure_before_the_attach_rolls_back_in_place_under_the_source_genera
     assert T not in fleet.locations["ps2"]
 
 
+def test_a_rollback_before_the_attach_after_a_generation_the_journal_missed_issues_a_new_one(fleet, params):
+    """A run killed between the attach-hook for the destination and the journal: the generation authority has moved
+    on to ps2's generation 2, the journal knows nothing of it. Rolling back in place under the source's generation 1
+    would leave the source attached under a generation the authority no longer validates: a new one is issued."""
+    p = params()
+    run_phases(fleet, p, ["suspend", "prewarm", "stale"])
+    fleet.generation[T] = (2, 2)  # the attach-hook of the killed run
+    result = MigrationRun({**p, "error": "x"}, fleet.client, warn=lambda _: None, sleep=lambda _: None).step("recover")
+
+    assert result["recovery"] == "rollback" and result["outcome"] == "rolled_back"
+    assert fleet.generation[T] == (3, 1)
+    assert fleet.locations["ps1"][T]["mode"] == "AttachedSingle"
+    assert fleet.locations["ps1"][T]["generation"] == 3
+
+
 def test_a_branch_created_on_the_source_after_the_attach_is_recreated_on_the_destination(fleet, params):
     p = params()
     run_phases(fleet, p, ["suspend", "prewarm", "stale", "attach"])
