@@ -351,8 +351,8 @@ def validate(params) -> dict:
 
 
 def s3_client(module):
-    """The S3 client; a seam for tests."""
-    return _s3.client(module)
+    """The S3 client, pooled for the tombstone copies in flight; a seam for tests."""
+    return _s3.client(module, module.params["concurrency"])
 
 
 def ask_pageservers(clients: dict) -> tuple[dict, list]:
