@@ -45,13 +45,3 @@ attributes:
     membership:
       - neonops.storage.neon
 """
-
-    S3_ACTION_GROUP = r"""
-options: {}
-attributes:
-  action_group:
-    description: Use C(group/neonops.storage.s3) in C(module_defaults) to set the AWS options for this module.
-    support: full
-    membership:
-      - neonops.storage.s3
-"""

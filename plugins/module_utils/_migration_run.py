@@ -1404,7 +1404,7 @@ def default_s3_client(s3: dict):
         verify=verify,
         config=Config(
             retries={"max_attempts": 10, "mode": "standard"},
-            max_pool_connections=int(s3.get("concurrency") or 16) * 4 + 4,
+            max_pool_connections=_s3.pool_size(int(s3.get("concurrency") or 16)),
         ),
     )
     return RetryingBotoClientWrapper(client, AWSRetry.jittered_backoff())

@@ -13,12 +13,14 @@ Key layout below ``{prefix_in_bucket}/`` (upstream ``pageserver/src/tenant/remot
 - ``tenants/{tenant_id}{-NNCC of the layer's own shard}/timelines/{timeline_id}/{layer_name}-{gen:08x}``
 - ``tenants/{tenant_id}/timelines/{timeline_id}/initdb.tar.zst``
 
-Every S3 call goes through a client wrapped by amazon.aws (``module.client('s3', retry_decorator=...)``) and
-passes ``aws_retry=True``.
+Every S3 call goes through a client wrapped by amazon.aws (``client()`` below, or a boto3 client in the same
+wrapper) and passes ``aws_retry=True``. The S3 modules' shared options are documented by the doc fragment
+``neonops.storage._s3`` (and ``neonops.storage._s3.pageserver_api`` with ``PAGESERVER_API_SPEC``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -26,6 +28,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
+from ansible.module_utils.basic import env_fallback
 from ansible_collections.neonops.storage.plugins.module_utils._ids import TenantShardId, validate_tenant_id
 
 MIB = 1024 * 1024
@@ -44,6 +47,45 @@ _MANIFEST = re.compile(r"^tenant-manifest" + _GEN_SUFFIX + r"\.json$")
 _LAYER_NAME = re.compile(r"^[0-9A-Fa-f]{36}-[0-9A-Fa-f]{36}__[0-9A-Fa-f]{16}(?:-[0-9A-Fa-f]{16})?$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _SHARD_INDEX = re.compile(r"^[0-9a-f]{4}$")
+
+
+# The pageservers' management API, for the S3 modules that ask pageservers which tenants they hold (documented by
+# the doc fragment neonops.storage._s3.pageserver_api; the values are checked by _module.client_for_url).
+PAGESERVER_API_SPEC = {
+    "api_token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["NEONOPS_API_TOKEN"])},
+    "ca_path": {"type": "path", "fallback": (env_fallback, ["NEONOPS_CA_PATH"])},
+    "timeout": {"type": "float", "default": 30.0},
+    "retries": {"type": "int", "default": 3},
+}
+
+
+def argument_spec(options: dict, pageserver_api: bool = False) -> dict:
+    """An S3 module's argument spec: its own options, plus the pageserver API ones when it asks pageservers.
+    AnsibleAWSModule adds amazon.aws's connection options itself."""
+    spec = copy.deepcopy(PAGESERVER_API_SPEC) if pageserver_api else {}
+    spec.update(options)
+    return spec
+
+
+def pool_size(concurrency: int) -> int:
+    """Pooled connections for ``concurrency`` copies in flight: one per copy and one per part of the multipart
+    copies among them (each runs up to 4 parts at once), plus the listings. botocore keeps 10 by default; more
+    threads than connections would open and drop a connection per request ("Connection pool is full")."""
+    return concurrency * 4 + 4
+
+
+def client(module, concurrency: int | None = None):
+    """The S3 client of an S3 module: amazon.aws's connection options (the user's O(aws_config) merged in) and its
+    retrying wrapper (every call passes ``aws_retry=True``). With ``concurrency``, a connection pool that fits
+    that many copies in flight (``pool_size``)."""
+    from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+    extra = {}
+    if concurrency is not None:
+        from botocore.config import Config
+
+        extra["config"] = Config(max_pool_connections=pool_size(concurrency))
+    return module.client("s3", retry_decorator=AWSRetry.jittered_backoff(), **extra)
 
 
 class S3LayoutError(Exception):

@@ -18,15 +18,14 @@ description:
   - Given the fleet's O(pageservers), it reports which of them are configured with this prefix (prefixes compared
     normalized, in the same bucket) and, with O(locations=true), which of the listed tenants' shards each pageserver
     holds (C(GET /v1/location_config), attached or secondary).
-  - Uses the AWS connection options of amazon.aws (region, endpoint, credentials, profiles). It is not in
-    the C(neonops.storage.neon) action group.
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
   - neonops.storage._attributes
   - neonops.storage._attributes.info_module
-  - neonops.storage._attributes.s3_action_group
+  - neonops.storage._s3
+  - neonops.storage._s3.pageserver_api
 options:
   bucket:
     description: The bucket (the pageservers' C(remote_storage.bucket_name)).
@@ -68,20 +67,6 @@ options:
     description: Ask every listed pageserver which of the listed tenants' shards it holds (read-only requests).
     type: bool
     default: false
-  api_token:
-    description: Bearer token for the pageservers' management API. Falls back to E(NEONOPS_API_TOKEN).
-    type: str
-  ca_path:
-    description: PEM file of the CA of the pageservers' HTTPS certificates. Falls back to E(NEONOPS_CA_PATH).
-    type: path
-  timeout:
-    description: Timeout of each pageserver API request, in seconds.
-    type: float
-    default: 30
-  retries:
-    description: Retries of a pageserver API request on connection errors and 503.
-    type: int
-    default: 3
 seealso:
   - module: neonops.storage.s3_tenant_copy
 author:
@@ -211,9 +196,7 @@ used_by:
   elements: str
 """
 
-from ansible.module_utils.basic import env_fallback
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver, _s3
 from ansible_collections.neonops.storage.plugins.module_utils import _s3_release as _rel
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
@@ -227,26 +210,25 @@ except ImportError:  # AnsibleAWSModule reports the missing library
 
 def main():
     module = AnsibleAWSModule(
-        argument_spec={
-            "bucket": {"type": "str", "required": True},
-            "prefix_in_bucket": {"type": "str", "required": True},
-            "tenant_id": {"type": "str"},
-            "pageservers": {
-                "type": "list",
-                "elements": "dict",
-                "options": {
-                    "name": {"type": "str", "required": True},
-                    "api_url": {"type": "str"},
-                    "prefix_in_bucket": {"type": "str", "required": True},
-                    "bucket": {"type": "str"},
+        argument_spec=_s3.argument_spec(
+            {
+                "bucket": {"type": "str", "required": True},
+                "prefix_in_bucket": {"type": "str", "required": True},
+                "tenant_id": {"type": "str"},
+                "pageservers": {
+                    "type": "list",
+                    "elements": "dict",
+                    "options": {
+                        "name": {"type": "str", "required": True},
+                        "api_url": {"type": "str"},
+                        "prefix_in_bucket": {"type": "str", "required": True},
+                        "bucket": {"type": "str"},
+                    },
                 },
+                "locations": {"type": "bool", "default": False},
             },
-            "locations": {"type": "bool", "default": False},
-            "api_token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["NEONOPS_API_TOKEN"])},
-            "ca_path": {"type": "path", "fallback": (env_fallback, ["NEONOPS_CA_PATH"])},
-            "timeout": {"type": "float", "default": 30.0},
-            "retries": {"type": "int", "default": 3},
-        },
+            pageserver_api=True,
+        ),
         supports_check_mode=True,
     )
     try:
@@ -264,7 +246,7 @@ def main():
             ps["name"]: client_for_url(module, ps["api_url"], module.params["api_token"], f"pageservers[{i}].api_url")
             for i, ps in enumerate(pageservers)
         }
-    client = module.client("s3", retry_decorator=AWSRetry.jittered_backoff())
+    client = _s3.client(module)
     try:
         objects = _s3.list_tenant(client, bucket, prefix, tenant_id)
     except (BotoCoreError, ClientError) as exc:

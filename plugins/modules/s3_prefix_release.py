@@ -37,14 +37,14 @@ description:
     the originals deleted). A lifecycle rule on the trash prefix and the C(neonops-tombstone) tag expires them;
     until then the data can be copied back (docs/runbooks/release-s3-prefix.md).
   - Resumable. A rerun after an interruption copies only the tombstones that are missing, and deletes what is left.
-  - Uses the AWS connection options of amazon.aws for S3; the pageservers' management API is reached with
-    O(api_token), O(ca_path) and O(validate_certs).
+  - The pageservers' management API is reached with O(api_token), O(ca_path) and O(validate_certs).
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
   - neonops.storage._attributes
-  - neonops.storage._attributes.s3_action_group
+  - neonops.storage._s3
+  - neonops.storage._s3.pageserver_api
 attributes:
   check_mode:
     support: full
@@ -111,24 +111,6 @@ options:
       bucket:
         description: Its bucket. Defaults to O(bucket).
         type: str
-  api_token:
-    description:
-      - Bearer token for the pageservers' management API (scope C(pageserverapi)); omit when auth is off.
-      - Falls back to E(NEONOPS_API_TOKEN).
-    type: str
-  ca_path:
-    description:
-      - PEM file of the CA that signed the pageservers' HTTPS certificates. Falls back to E(NEONOPS_CA_PATH).
-      - O(validate_certs) applies to the pageservers' API as well as to S3.
-    type: path
-  timeout:
-    description: Timeout of each pageserver API request, in seconds.
-    type: float
-    default: 30
-  retries:
-    description: Retries of a pageserver API request on connection errors and 503.
-    type: int
-    default: 3
   mode:
     description:
       - V(tombstone) moves the objects under O(trash_prefix) with the tombstone tags, then deletes the originals.
@@ -273,9 +255,7 @@ deleted:
 
 import datetime
 
-from ansible.module_utils.basic import env_fallback
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver, _s3
 from ansible_collections.neonops.storage.plugins.module_utils import _s3_release as _rel
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
@@ -287,35 +267,34 @@ try:
 except ImportError:  # AnsibleAWSModule reports the missing library
     BotoCoreError = ClientError = Exception
 
-ARGUMENT_SPEC = {
-    "bucket": {"type": "str", "required": True},
-    "prefix_in_bucket": {"type": "str", "required": True},
-    "tenant_id": {"type": "str"},
-    "consolidated_bucket": {"type": "str"},
-    "consolidated_prefix_in_bucket": {"type": "str", "required": True},
-    "pageservers": {
-        "type": "list",
-        "elements": "dict",
-        "required": True,
-        "options": {
-            "name": {"type": "str", "required": True},
-            "api_url": {"type": "str", "required": True},
-            "prefix_in_bucket": {"type": "str", "required": True},
-            "bucket": {"type": "str"},
+ARGUMENT_SPEC = _s3.argument_spec(
+    {
+        "bucket": {"type": "str", "required": True},
+        "prefix_in_bucket": {"type": "str", "required": True},
+        "tenant_id": {"type": "str"},
+        "consolidated_bucket": {"type": "str"},
+        "consolidated_prefix_in_bucket": {"type": "str", "required": True},
+        "pageservers": {
+            "type": "list",
+            "elements": "dict",
+            "required": True,
+            "options": {
+                "name": {"type": "str", "required": True},
+                "api_url": {"type": "str", "required": True},
+                "prefix_in_bucket": {"type": "str", "required": True},
+                "bucket": {"type": "str"},
+            },
         },
+        "mode": {"type": "str", "choices": ["tombstone", "delete"], "default": "tombstone"},
+        "confirm": {"type": "str"},
+        "trash_prefix": {"type": "str", "default": _rel.DEFAULT_TRASH_PREFIX},
+        "retention_days": {"type": "int", "default": 30},
+        "batch_size": {"type": "int", "default": _rel.MAX_DELETE_BATCH},
+        "concurrency": {"type": "int", "default": 16},
+        "multipart_threshold": {"type": "int", "default": 64 * _s3.MIB},
     },
-    "api_token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["NEONOPS_API_TOKEN"])},
-    "ca_path": {"type": "path", "fallback": (env_fallback, ["NEONOPS_CA_PATH"])},
-    "timeout": {"type": "float", "default": 30.0},
-    "retries": {"type": "int", "default": 3},
-    "mode": {"type": "str", "choices": ["tombstone", "delete"], "default": "tombstone"},
-    "confirm": {"type": "str"},
-    "trash_prefix": {"type": "str", "default": _rel.DEFAULT_TRASH_PREFIX},
-    "retention_days": {"type": "int", "default": 30},
-    "batch_size": {"type": "int", "default": _rel.MAX_DELETE_BATCH},
-    "concurrency": {"type": "int", "default": 16},
-    "multipart_threshold": {"type": "int", "default": 64 * _s3.MIB},
-}
+    pageserver_api=True,
+)
 
 
 def _range(params, name, low, high):
@@ -372,8 +351,8 @@ def validate(params) -> dict:
 
 
 def s3_client(module):
-    """The amazon.aws client (retrying wrapper); a seam for tests."""
-    return module.client("s3", retry_decorator=AWSRetry.jittered_backoff())
+    """The S3 client, pooled for the tombstone copies in flight; a seam for tests."""
+    return _s3.client(module, module.params["concurrency"])
 
 
 def ask_pageservers(clients: dict) -> tuple[dict, list]:

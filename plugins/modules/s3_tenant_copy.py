@@ -26,14 +26,12 @@ description:
     C(pageserver/src/tenant/remote_timeline_client/index.rs)).
     It fails when anything is missing or different.
   - All input is validated before any request; the error names the option.
-  - Uses the AWS connection options of amazon.aws (region, endpoint, credentials, profiles, retries via the
-    botocore config). It is not in the C(neonops.storage.neon) action group.
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
   - neonops.storage._attributes
-  - neonops.storage._attributes.s3_action_group
+  - neonops.storage._s3
 attributes:
   check_mode:
     support: full
@@ -179,12 +177,10 @@ seconds:
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.neonops.storage.plugins.module_utils import _s3
 
 try:
     from boto3.s3.transfer import TransferConfig
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError:  # AnsibleAWSModule reports the missing library
     BotoCoreError = ClientError = Exception
@@ -210,25 +206,24 @@ def _validate(params) -> dict:
 
 
 def s3_client(module):
-    """The amazon.aws client (retrying wrapper); a seam for tests. One pooled connection per copy in flight and
-    per part of the multipart copies among them (botocore keeps 10 by default; more threads would open and drop
-    connections). The user's O(aws_config) still wins."""
-    pool = module.params["concurrency"] * 4 + 4
-    return module.client("s3", retry_decorator=AWSRetry.jittered_backoff(), config=Config(max_pool_connections=pool))
+    """The S3 client, pooled for the copies in flight; a seam for tests."""
+    return _s3.client(module, module.params["concurrency"])
 
 
 def main():
     module = AnsibleAWSModule(
-        argument_spec={
-            "bucket": {"type": "str", "required": True},
-            "prefix_in_bucket": {"type": "str", "required": True},
-            "tenant_id": {"type": "str", "required": True},
-            "dest_bucket": {"type": "str"},
-            "dest_prefix_in_bucket": {"type": "str", "required": True},
-            "concurrency": {"type": "int", "default": 16},
-            "multipart_threshold": {"type": "int", "default": 64 * _s3.MIB},
-            "multipart_chunksize": {"type": "int", "default": 64 * _s3.MIB},
-        },
+        argument_spec=_s3.argument_spec(
+            {
+                "bucket": {"type": "str", "required": True},
+                "prefix_in_bucket": {"type": "str", "required": True},
+                "tenant_id": {"type": "str", "required": True},
+                "dest_bucket": {"type": "str"},
+                "dest_prefix_in_bucket": {"type": "str", "required": True},
+                "concurrency": {"type": "int", "default": 16},
+                "multipart_threshold": {"type": "int", "default": 64 * _s3.MIB},
+                "multipart_chunksize": {"type": "int", "default": 64 * _s3.MIB},
+            }
+        ),
         supports_check_mode=True,
     )
     try:

@@ -164,3 +164,36 @@ def test_verify_reports_missing_layer(s3, make_bucket):
     assert [m["layer_key"] for m in result["missing_layers"]] == [
         f"new/tenants/{TENANT_ID}/timelines/{TIMELINE_ID}/{layer_name(0x9999)}-00000003"
     ]
+
+
+class _RecordingModule:
+    """Stands in for AnsibleAWSModule: records what ``client()`` asks amazon.aws for."""
+
+    def __init__(self):
+        self.calls = []
+
+    def client(self, service, retry_decorator=None, **extra):
+        self.calls.append((service, retry_decorator, extra))
+        return "client"
+
+
+def test_client_is_amazon_aws_retrying_client_pooled_for_the_copies_in_flight():
+    module = _RecordingModule()
+    assert _s3.client(module, concurrency=16) == "client"
+    [(service, retry, extra)] = module.calls
+    assert service == "s3" and retry is not None
+    # a connection per copy in flight and per multipart part among them: none waits for, or drops, a connection
+    assert extra["config"].max_pool_connections == _s3.pool_size(16) >= 16 * 4
+    module = _RecordingModule()
+    _s3.client(module)
+    assert module.calls[0][2] == {}  # no concurrency: botocore's defaults and the user's aws_config alone
+
+
+def test_argument_spec_adds_the_pageserver_api_options_only_when_asked():
+    own = {"bucket": {"type": "str", "required": True}}
+    assert _s3.argument_spec(own) == own
+    spec = _s3.argument_spec(own, pageserver_api=True)
+    assert set(spec) == {"bucket", "api_token", "ca_path", "timeout", "retries"}
+    assert spec["api_token"]["no_log"] is True
+    spec["api_token"]["no_log"] = False  # a copy: one module cannot change another's spec
+    assert _s3.PAGESERVER_API_SPEC["api_token"]["no_log"] is True

@@ -450,3 +450,19 @@ def test_pageserver_entries_are_validated(ro_world, run_module):
         run = run_module(s3_prefix_release, ro_world.args(pageservers=pageservers))
         assert run.failed and run["msg"].startswith(f"{field}: "), run["msg"]
     assert ro_world.operations == [] and ro_world.ps_old.requests == []
+
+
+def test_client_pool_fits_the_tombstone_copies_in_flight():
+    # botocore keeps 10 connections by default: 16 tombstone copies at once would each wait for, or open and drop,
+    # a connection ("Connection pool is full")
+    calls = []
+
+    class Module:
+        params = {"concurrency": 32}
+
+        def client(self, service, retry_decorator=None, **extra):
+            calls.append((service, extra))
+
+    s3_prefix_release.s3_client(Module())
+    [(service, extra)] = calls
+    assert service == "s3" and extra["config"].max_pool_connections >= 32

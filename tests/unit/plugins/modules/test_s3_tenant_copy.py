@@ -4,6 +4,7 @@ import collections
 import threading
 
 import pytest
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.neonops.storage.plugins.module_utils import _s3
 from ansible_collections.neonops.storage.plugins.modules import s3_tenant_copy
 from ansible_collections.neonops.storage.tests.unit.conftest import TENANT_ID, TIMELINE_ID, TIMELINE_ID_2
@@ -142,7 +143,7 @@ def test_interrupted_copy_resumes_without_copying_twice(s3, make_bucket, moto_ur
     limit = {"value": 20}
     monkeypatch.setattr(s3_tenant_copy, "s3_client", lambda module: _FaultyClient(real(module), copies, limit["value"]))
     # retries on InternalError would hide the fault: no retries in this test
-    monkeypatch.setattr(s3_tenant_copy.AWSRetry, "jittered_backoff", classmethod(lambda cls, **kw: lambda f: f))
+    monkeypatch.setattr(AWSRetry, "jittered_backoff", classmethod(lambda cls, **kw: lambda f: f))
 
     run = run_module(s3_tenant_copy, _args(moto_url, src, dst, concurrency=4))
     assert run.failed and "injected fault" in run["msg"], run.result
