@@ -19,6 +19,7 @@ from ansible_collections.neonops.storage.plugins.modules import (
     pageserver_info,
     safekeeper_timeline_info,
     secondary_download,
+    storcon_node,
     storcon_node_info,
     storcon_tenant_info,
     storcon_tenant_policy,
@@ -35,7 +36,7 @@ from ansible_collections.neonops.storage.tests.unit.conftest import (
     TIMELINE_ID,
     TIMELINE_ID_2,
 )
-from ansible_collections.neonops.storage.tests.unit.lenient_fleet import lenient_fleet
+from ansible_collections.neonops.storage.tests.unit.lenient_fleet import NODE_ADDRESSES, lenient_fleet
 
 PS_URL = "postgres://no_user@127.0.0.1:64001"
 SPEC = {
@@ -65,6 +66,7 @@ BASE = {
     timeline: {"tenant_shard_id": TENANT_ID, "timeline_id": TIMELINE_ID_2, "ancestor_timeline_id": TIMELINE_ID},
     timeline_catchup: {"tenant_shard_id": TENANT_ID, "target_lsns": {TIMELINE_ID: "0/10"}},
     tenant_generation: {"tenant_shard_id": TENANT_ID, "node_id": 2},
+    storcon_node: {"node_id": 2, **NODE_ADDRESSES},
     storcon_node_info: {"node_id": 2},
     storcon_tenant_info: {"tenant_id": TENANT_ID},
     storcon_tenant_policy: {"tenant_id": TENANT_ID, "scheduling": "Stop"},
