@@ -81,6 +81,11 @@ NUMBER_LIMITS = {
     "shard_count": Range(0, 255),
     "shard_stripe_size": Range(0, U32_MAX, "pages"),  # u32
     "pg_version": Range(14, 99),  # a Postgres major version; Neon supports 14 and later
+    # A node's registration with the storage controller (NodeRegisterRequest): TCP ports.
+    "listen_http_port": Range(1, 65535, "(a TCP port)"),
+    "listen_https_port": Range(1, 65535, "(a TCP port)"),
+    "listen_pg_port": Range(1, 65535, "(a TCP port)"),
+    "listen_grpc_port": Range(1, 65535, "(a TCP port)"),
 }
 DEFAULT_INT_LIMIT = Range(0, (1 << 63) - 1)
 DEFAULT_FLOAT_LIMIT = Range(0, 1e9)

@@ -281,6 +281,48 @@ CASES = [
     Case("enc-nul-token", tenant_info, "api_token", api_token="tok\x00en"),
 ]
 
+# ---- storcon_node's addresses: every port and host field, each bad in the same ways ---------------------------
+NODE_PORT_FIELDS = ("listen_http_port", "listen_https_port", "listen_pg_port", "listen_grpc_port")
+NODE_HOST_FIELDS = ("listen_http_addr", "listen_pg_addr", "listen_grpc_addr")
+BAD_PORTS = {
+    "zero": 0,
+    "65536": 65536,
+    "boolean": True,
+    "newline": "80\n",
+    "negative": -1,
+    "arabic-digits": "\u0668\u0660",
+}
+BAD_HOSTS = {
+    "space": "ps2 .internal",
+    "nul": "ps2\x00.internal",
+    "300-chars": "a" * 300,
+    "url": "http://ps2.internal:9898",
+    "with-port": "ps2.internal:9898",
+    "newline": "ps2.internal\n",
+    "label-64": "a" * 64 + ".internal",
+    "empty": "",
+}
+BAD_ZONES = {"space": "us east-1b", "nul": "az\x00a", "300-chars": "a" * 300, "newline": "az-a\n", "empty": ""}
+CASES += [
+    Case(f"node-{field}-{kind}", storcon_node, field, **{field: value})
+    for field in NODE_PORT_FIELDS
+    for kind, value in BAD_PORTS.items()
+]
+CASES += [
+    Case(f"node-{field}-{kind}", storcon_node, field, **{field: value})
+    for field in NODE_HOST_FIELDS
+    for kind, value in BAD_HOSTS.items()
+]
+CASES += [
+    Case(f"node-availability_zone_id-{kind}", storcon_node, "availability_zone_id", availability_zone_id=value)
+    for kind, value in BAD_ZONES.items()
+]
+CASES += [
+    Case("node-id-boolean", storcon_node, "node_id", node_id=True),
+    Case("node-id-newline", storcon_node, "node_id", node_id="2\n"),
+    Case("node-wait-timeout-nan", storcon_node, "wait_timeout", wait_available=True, wait_timeout="nan"),
+]
+
 
 def run_case(case, fake_api, run_module, monkeypatch):
     for key, value in case.env.items():
