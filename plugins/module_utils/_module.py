@@ -86,6 +86,10 @@ NUMBER_LIMITS = {
     "listen_https_port": Range(1, 65535, "(a TCP port)"),
     "listen_pg_port": Range(1, 65535, "(a TCP port)"),
     "listen_grpc_port": Range(1, 65535, "(a TCP port)"),
+    # pageserver_disk_plan: disk use in percent of the file system, and a count of tenant moves
+    "target_pct": Range(0, 100, "percent", above=0),
+    "destination_max_pct": Range(0, 100, "percent", above=0),
+    "max_tenants": Range(1, 10_000),
 }
 DEFAULT_INT_LIMIT = Range(0, (1 << 63) - 1)
 DEFAULT_FLOAT_LIMIT = Range(0, 1e9)
