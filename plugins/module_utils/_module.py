@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from typing import TYPE_CHECKING
 
 from ansible.module_utils import basic as _basic
@@ -80,6 +81,15 @@ NUMBER_LIMITS = {
     "shard_count": Range(0, 255),
     "shard_stripe_size": Range(0, U32_MAX, "pages"),  # u32
     "pg_version": Range(14, 99),  # a Postgres major version; Neon supports 14 and later
+    # A node's registration with the storage controller (NodeRegisterRequest): TCP ports.
+    "listen_http_port": Range(1, 65535, "(a TCP port)"),
+    "listen_https_port": Range(1, 65535, "(a TCP port)"),
+    "listen_pg_port": Range(1, 65535, "(a TCP port)"),
+    "listen_grpc_port": Range(1, 65535, "(a TCP port)"),
+    # pageserver_disk_plan: disk use in percent of the file system, and a count of tenant moves
+    "target_pct": Range(0, 100, "percent", above=0),
+    "destination_max_pct": Range(0, 100, "percent", above=0),
+    "max_tenants": Range(1, 10_000),
 }
 DEFAULT_INT_LIMIT = Range(0, (1 << 63) - 1)
 DEFAULT_FLOAT_LIMIT = Range(0, 1e9)
@@ -92,6 +102,37 @@ DEFAULT_LIST_LIMIT = 1024
 DICT_LIMITS = {"spec": 4 << 20, "compute_ctl_config": 1 << 20}  # characters of the option as JSON
 DEFAULT_DICT_LIMIT = 65536
 MAX_MESSAGE = 2000  # characters of a failure message
+
+
+# A number given as text: ansible-core's conversion would also take "80\n", " 80", "8_0" or "\u0668\u0660" (Python's
+# int()/float() accept surrounding whitespace, underscores and any Unicode digit). ASCII only, nothing around it.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(nan|inf|infinity)", re.IGNORECASE)
+
+
+def number_text_problem(field: str, value, kind: str) -> str | None:
+    """What is wrong with ``value`` as given (before conversion) for an int or float option, or None."""
+    if not isinstance(value, str):
+        return None
+    pattern = _INT_TEXT if kind == "int" else _FLOAT_TEXT
+    if pattern.fullmatch(value):
+        return None
+    what = "an integer" if kind == "int" else "a number"
+    return f"{field}: must be {what} written in ASCII digits without spaces, got {echo(value)}"
+
+
+def raw_numbers_problem(raw: dict, argument_spec: dict) -> str | None:
+    """The first int or float option that was given as text other than plain ASCII digits (see above), or None."""
+    for name, spec in argument_spec.items():
+        kind = spec.get("type")
+        if kind not in ("int", "float"):
+            continue
+        for given in (name, *spec.get("aliases", ())):
+            if given in raw:
+                problem = number_text_problem(given, raw[given], kind)
+                if problem:
+                    return problem
+    return None
 
 
 def neon_argument_spec(**module_options) -> dict:
@@ -205,7 +246,8 @@ else:
 class NeonModuleMixin(_ModuleBase):
     """The collection's rules for hostile input and for failures after a change, on top of AnsibleModule.
 
-    - Every option is checked (``options_problem``) before the module runs, so before any request.
+    - Every option is checked (``options_problem``) before the module runs, so before any request; an int or
+      float option given as text must be plain ASCII digits (``raw_numbers_problem``).
     - A parameter with a NUL character is logged escaped (syslog and journald refuse it), so the check
       above names the field instead of failing with "Failed to log to syslog".
     - When ansible-core's own argument check fails with a no_log conversion error first (which names no
@@ -221,13 +263,20 @@ class NeonModuleMixin(_ModuleBase):
     def __init__(self, argument_spec, limits=None, **kwargs):
         self.neon_clients = []
         self._neon_starting = True
+        self._neon_raw: dict = {}
         super().__init__(argument_spec=argument_spec, **kwargs)
         self._neon_starting = False
         # ansible-core keeps the names as given next to the canonical ones: name an option as the caller wrote it.
         given_as = {name: alias for alias, name in self.aliases.items() if alias in self.params}
-        problem = options_problem(self.params, argument_spec, limits, given_as)
+        problem = raw_numbers_problem(self._neon_raw, argument_spec)
+        problem = problem or options_problem(self.params, argument_spec, limits, given_as)
         if problem:
             self.fail_json(msg=problem)
+
+    def _load_params(self):
+        super()._load_params()
+        # The text values as given: type conversion replaces them in self.params (strings are immutable).
+        self._neon_raw = {key: value for key, value in (self.params or {}).items() if isinstance(value, str)}
 
     def log(self, msg, log_args=None):
         if isinstance(msg, str):

@@ -53,15 +53,17 @@ options:
     elements: str
     default: []
   target_pct:
-    description: Choose the largest tenants until the source's projected disk use is at or under this percentage.
+    description:
+      - Choose the largest tenants until the source's projected disk use is at or under this percentage.
+      - More than 0 and less than 100; checked, like every option, before any request.
     type: float
     default: 50
   max_tenants:
-    description: Move at most this many tenants when choosing the largest.
+    description: Move at most this many tenants when choosing the largest (1 to 10000).
     type: int
     default: 10
   destination_max_pct:
-    description: Refuse a plan that would fill the destination above this percentage.
+    description: Refuse a plan that would fill the destination above this percentage (more than 0, at most 100).
     type: float
     default: 80
   validate_certs:
@@ -128,11 +130,15 @@ lines:
 
 from ansible_collections.neonops.storage.plugins.module_utils import _disk_plan, _pageserver
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
+from ansible_collections.neonops.storage.plugins.module_utils._echo import echo
+from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_tenant_id
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
     NEON_CONNECTION_SPEC,
     client_for_url,
     fail_api,
     neon_module,
+    option_problem,
+    validate_or_fail,
 )
 
 
@@ -154,7 +160,7 @@ def resolve(nodes: list, wanted: str, field: str, module) -> dict:
     for node in nodes:
         if wanted in (node["name"], str(node.get("node_id"))):
             return node
-    module.fail_json(msg=f"{field}: no pageserver named {wanted!r} (known: {[n['name'] for n in nodes]})")
+    module.fail_json(msg=f"{field}: no pageserver named {echo(wanted)} (known: {echo([n['name'] for n in nodes])})")
 
 
 def read_sizes(module, client, name: str) -> dict:
@@ -167,14 +173,44 @@ def read_sizes(module, client, name: str) -> dict:
     return _disk_plan.tenant_sizes(shards)
 
 
+def checked_nodes(module) -> list:
+    """The pageserver entries, each with a name, an api_url and an optional integer node_id; names unique."""
+    nodes = []
+    for index, item in enumerate(module.params["pageservers"]):
+        if not isinstance(item.get("name"), str) or not item["name"] or not isinstance(item.get("api_url"), str):
+            module.fail_json(msg=f"pageservers[{index}]: needs a name and an api_url, got {echo(sorted(item))}")
+        problem = option_problem(f"pageservers[{index}].node_id", item.get("node_id"), {"type": "int"})
+        if problem:
+            module.fail_json(msg=problem)
+        if any(node["name"] == item["name"] for node in nodes):
+            module.fail_json(msg=f"pageservers[{index}].name: {echo(item['name'])} is listed twice")
+        nodes.append(item)
+    return nodes
+
+
+def check_choices(module, nodes: list) -> None:
+    """Everything the plan refuses on its own that needs no server: checked before any request."""
+    p = module.params
+    for field in ("source", "destination"):
+        if p[field]:
+            resolve(nodes, p[field], field, module)
+    if (
+        p["source"]
+        and p["destination"]
+        and resolve(nodes, p["source"], "source", module) is resolve(nodes, p["destination"], "destination", module)
+    ):
+        module.fail_json(msg=f"destination: {echo(p['destination'])} is also the source; choose another pageserver")
+    if p["target_pct"] >= 100:
+        module.fail_json(msg=f"target_pct: must be less than 100, got {p['target_pct']:g}")
+    for index, value in enumerate(p["tenants"]):
+        validate_or_fail(module, validate_tenant_id, value, f"tenants[{index}]", f"tenants[{index}]")
+
+
 def main():
     module = neon_module(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
-    nodes = []
-    for index, item in enumerate(p["pageservers"]):
-        if not isinstance(item.get("name"), str) or not isinstance(item.get("api_url"), str):
-            module.fail_json(msg=f"pageservers[{index}]: needs a name and an api_url, got {sorted(item)}")
-        nodes.append(item)
+    nodes = checked_nodes(module)
+    check_choices(module, nodes)
     clients = {n["name"]: client_for_url(module, n["api_url"], p["api_token"], f"{n['name']}.api_url") for n in nodes}
     disk = {}
     for node in nodes:

@@ -38,6 +38,8 @@ options:
   api_url:
     description:
       - Base URL of the storage controller's HTTP API, for example V(http://storcon.internal:1234).
+      - Checked before any request like every O(api_url) (C(http) or C(https), no user information, query or
+        fragment, no whitespace, an ASCII host name with parts of 1 to 63 characters).
       - If not set, the value of the E(NEONOPS_API_URL) environment variable is used.
     type: str
     required: true
@@ -46,32 +48,40 @@ options:
     type: int
     required: true
   listen_http_addr:
-    description: Host name or address the controller reaches the pageserver's management API at.
+    description:
+      - Host name or address the controller reaches the pageserver's management API at.
+      - An ASCII host name (parts of 1 to 63 characters, 253 in all), an IPv4 address or an IPv6 address (bare or in
+        brackets); no scheme, path or port. Every address and port option is checked before any request.
     type: str
     required: true
   listen_http_port:
-    description: Port of the management API (plain HTTP).
+    description: Port of the management API (plain HTTP), 1 to 65535.
     type: int
     required: true
   listen_https_port:
-    description: Port of the HTTPS management API; required by a controller that only talks HTTPS to pageservers.
+    description:
+      - Port of the HTTPS management API, 1 to 65535; required by a controller that only talks HTTPS to pageservers.
     type: int
   listen_pg_addr:
-    description: Host name or address computes reach the page service at.
+    description: Host name or address computes reach the page service at (the same rules as O(listen_http_addr)).
     type: str
     required: true
   listen_pg_port:
-    description: Port of the page service (libpq).
+    description: Port of the page service (libpq), 1 to 65535.
     type: int
     required: true
   listen_grpc_addr:
-    description: Host name or address of the gRPC page service, when the pageserver serves one.
+    description:
+      - Host name or address of the gRPC page service, when the pageserver serves one (the same rules as
+        O(listen_http_addr)).
     type: str
   listen_grpc_port:
-    description: Port of the gRPC page service.
+    description: Port of the gRPC page service, 1 to 65535.
     type: int
   availability_zone_id:
-    description: The node's availability zone, as the controller schedules by it.
+    description:
+      - The node's availability zone, as the controller schedules by it.
+      - Up to 128 letters, digits, V(-), V(_), V(.) or V(:), starting with a letter or digit.
     type: str
     required: true
   wait_available:
@@ -118,8 +128,11 @@ registered:
   sample: true
 """
 
+import re
+
 from ansible_collections.neonops.storage.plugins.module_utils import _storcon
-from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
+from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError, hostname_problem
+from ansible_collections.neonops.storage.plugins.module_utils._echo import echo
 from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_node_id
 from ansible_collections.neonops.storage.plugins.module_utils._module import (
     client_from_module,
@@ -147,20 +160,40 @@ def argument_spec():
     )
 
 
-PORT_FIELDS = ("listen_http_port", "listen_https_port", "listen_pg_port", "listen_grpc_port")
-HOST_FIELDS = ("listen_http_addr", "listen_pg_addr", "listen_grpc_addr", "availability_zone_id")
+HOST_FIELDS = ("listen_http_addr", "listen_pg_addr", "listen_grpc_addr")
+# Zone names as clouds write them (us-east-1b, use1-az2, europe-west1-b): no spaces, no separators of a path or URL.
+ZONE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def host_problem(value: str) -> str | None:
+    """Why ``value`` is not a host name, an IPv4 address or an IPv6 address (bracketed or not), or None."""
+    if not value:
+        return "it is empty"
+    if "/" in value:
+        return "it looks like a URL or a path"
+    if value.startswith("[") and value.endswith("]"):
+        return hostname_problem(value[1:-1]) if ":" in value else "only an IPv6 address goes in brackets"
+    if value.count(":") == 1:
+        return "it carries a port: give the port in its own option"
+    return hostname_problem(value)
 
 
 def wanted_addresses(module) -> dict:
+    """The address fields of the registration, each checked before any request (ports by NUMBER_LIMITS)."""
     params = module.params
-    for field in PORT_FIELDS:
-        value = params[field]
-        if value is not None and not 0 < value < 65536:
-            module.fail_json(msg=f"{field}: must be a TCP port (1-65535), got {value}")
     for field in HOST_FIELDS:
         value = params[field]
-        if value is not None and (not value.strip() or any(c.isspace() for c in value) or "/" in value):
-            module.fail_json(msg=f"{field}: must be a host name or address without spaces or '/', got {value!r}")
+        problem = value is not None and host_problem(value)
+        if problem:
+            module.fail_json(
+                msg=f"{field}: must be a host name or address without a scheme or port ({problem}), got {echo(value)}"
+            )
+    zone = params["availability_zone_id"]
+    if not ZONE.fullmatch(zone):
+        module.fail_json(
+            msg="availability_zone_id: must be a zone name of up to 128 letters, digits, '-', '_', '.' or ':', "
+            f"got {echo(zone)}"
+        )
     return _storcon.node_addresses(params)
 
 

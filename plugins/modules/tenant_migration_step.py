@@ -388,6 +388,7 @@ import re
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.neonops.storage.plugins.module_utils._ids import validate_tenant_id
 from ansible_collections.neonops.storage.plugins.module_utils._migration import MigrationError
 from ansible_collections.neonops.storage.plugins.module_utils._migration_args import SETTINGS_BOUNDS
 from ansible_collections.neonops.storage.plugins.module_utils._migration_run import PHASES, MigrationRun
@@ -476,6 +477,11 @@ def param_error(p) -> str | None:
     run_id = p.get("run_id") or ""
     if not _RUN_ID.match(run_id):
         return f"run_id: {run_id[:80]!r} must be 1-128 letters, digits, '.', '_' or '-'"
+    # Every phase names its lock file <state_dir>/<tenant_id>.lock after it, not only begin.
+    try:
+        validate_tenant_id(p.get("tenant_id"))
+    except ValueError as exc:
+        return str(exc)
     s3 = p.get("s3") or {}
     if s3:
         if not 1 <= s3["concurrency"] <= 64:

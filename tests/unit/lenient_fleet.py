@@ -21,6 +21,20 @@ from ansible_collections.neonops.storage.tests.unit.pageserver_canned import (
 
 _ID = r"[^/]+"
 
+# The addresses every node of the fleet is registered with (storcon_node given these finds nothing to change).
+NODE_ADDRESSES = {
+    "listen_http_addr": "ps2.internal",
+    "listen_http_port": 9898,
+    "listen_pg_addr": "ps2.internal",
+    "listen_pg_port": 6400,
+    "availability_zone_id": "az-a",
+}
+
+
+def _node(node_id):
+    node_id = int(node_id) if str(node_id).isdigit() else node_id
+    return {"id": node_id, "availability": "Active", "scheduling": "Active", **NODE_ADDRESSES}
+
 
 def _routes():
     return [
@@ -30,8 +44,8 @@ def _routes():
         # storage controller
         ("POST", r"/debug/v1/inspect", lambda m: (200, {"attachment": [3, 1]})),
         ("POST", r"/debug/v1/attach-hook", lambda m: (200, {"gen": 4})),
-        ("GET", r"/control/v1/node", lambda m: (200, [{"id": 1}, {"id": 2}])),
-        ("GET", rf"/control/v1/node/({_ID})", lambda m: (200, {"id": m.group(1), "availability": "Active"})),
+        ("GET", r"/control/v1/node", lambda m: (200, [_node(1), _node(2)])),
+        ("GET", rf"/control/v1/node/({_ID})", lambda m: (200, _node(m.group(1)))),
         (
             "GET",
             rf"/control/v1/tenant/({_ID})",

@@ -19,6 +19,7 @@ from ansible_collections.neonops.storage.plugins.modules import (
     pageserver_info,
     safekeeper_timeline_info,
     secondary_download,
+    storcon_node,
     storcon_node_info,
     storcon_tenant_info,
     storcon_tenant_policy,
@@ -35,7 +36,7 @@ from ansible_collections.neonops.storage.tests.unit.conftest import (
     TIMELINE_ID,
     TIMELINE_ID_2,
 )
-from ansible_collections.neonops.storage.tests.unit.lenient_fleet import lenient_fleet
+from ansible_collections.neonops.storage.tests.unit.lenient_fleet import NODE_ADDRESSES, lenient_fleet
 
 PS_URL = "postgres://no_user@127.0.0.1:64001"
 SPEC = {
@@ -65,6 +66,7 @@ BASE = {
     timeline: {"tenant_shard_id": TENANT_ID, "timeline_id": TIMELINE_ID_2, "ancestor_timeline_id": TIMELINE_ID},
     timeline_catchup: {"tenant_shard_id": TENANT_ID, "target_lsns": {TIMELINE_ID: "0/10"}},
     tenant_generation: {"tenant_shard_id": TENANT_ID, "node_id": 2},
+    storcon_node: {"node_id": 2, **NODE_ADDRESSES},
     storcon_node_info: {"node_id": 2},
     storcon_tenant_info: {"tenant_id": TENANT_ID},
     storcon_tenant_policy: {"tenant_id": TENANT_ID, "scheduling": "Stop"},
@@ -277,6 +279,48 @@ CASES = [
     Case("enc-idn-host", pageserver_info, "api_url", api_url="http://\u043f\u0441.example:9898"),
     Case("enc-nul-override-key", tenant_config, "overrides", overrides={"gc\x00period": "1h"}),
     Case("enc-nul-token", tenant_info, "api_token", api_token="tok\x00en"),
+]
+
+# ---- storcon_node's addresses: every port and host field, each bad in the same ways ---------------------------
+NODE_PORT_FIELDS = ("listen_http_port", "listen_https_port", "listen_pg_port", "listen_grpc_port")
+NODE_HOST_FIELDS = ("listen_http_addr", "listen_pg_addr", "listen_grpc_addr")
+BAD_PORTS = {
+    "zero": 0,
+    "65536": 65536,
+    "boolean": True,
+    "newline": "80\n",
+    "negative": -1,
+    "arabic-digits": "\u0668\u0660",
+}
+BAD_HOSTS = {
+    "space": "ps2 .internal",
+    "nul": "ps2\x00.internal",
+    "300-chars": "a" * 300,
+    "url": "http://ps2.internal:9898",
+    "with-port": "ps2.internal:9898",
+    "newline": "ps2.internal\n",
+    "label-64": "a" * 64 + ".internal",
+    "empty": "",
+}
+BAD_ZONES = {"space": "us east-1b", "nul": "az\x00a", "300-chars": "a" * 300, "newline": "az-a\n", "empty": ""}
+CASES += [
+    Case(f"node-{field}-{kind}", storcon_node, field, **{field: value})
+    for field in NODE_PORT_FIELDS
+    for kind, value in BAD_PORTS.items()
+]
+CASES += [
+    Case(f"node-{field}-{kind}", storcon_node, field, **{field: value})
+    for field in NODE_HOST_FIELDS
+    for kind, value in BAD_HOSTS.items()
+]
+CASES += [
+    Case(f"node-availability_zone_id-{kind}", storcon_node, "availability_zone_id", availability_zone_id=value)
+    for kind, value in BAD_ZONES.items()
+]
+CASES += [
+    Case("node-id-boolean", storcon_node, "node_id", node_id=True),
+    Case("node-id-newline", storcon_node, "node_id", node_id="2\n"),
+    Case("node-wait-timeout-nan", storcon_node, "wait_timeout", wait_available=True, wait_timeout="nan"),
 ]
 
 

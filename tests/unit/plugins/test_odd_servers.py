@@ -15,6 +15,7 @@ from ansible_collections.neonops.storage.plugins.modules import (
     compute_pageserver,
     heatmap_upload,
     secondary_download,
+    storcon_node,
     storcon_node_info,
     storcon_tenant_info,
     storcon_tenant_policy,
@@ -60,6 +61,7 @@ ABSENCE_READERS = [
     pytest.param(secondary_download, {}, id="secondary_download"),
     pytest.param(timeline_catchup, {}, id="timeline_catchup"),
     pytest.param(tenant_generation, {}, id="tenant_generation"),
+    pytest.param(storcon_node, {}, id="storcon_node"),  # an unknown node is registered: never on a wrong URL
     pytest.param(storcon_node_info, {}, id="storcon_node_info"),
     pytest.param(storcon_tenant_info, {}, id="storcon_tenant_info"),
     pytest.param(storcon_tenant_policy, {"missing_ok": True}, id="storcon_tenant_policy-missing_ok"),

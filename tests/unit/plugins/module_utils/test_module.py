@@ -92,6 +92,7 @@ EXTRA_SPEC = {
     "conf": {"type": "dict"},
     "items": {"type": "list", "elements": "dict", "options": {"node_id": {"type": "int"}, "url": {"type": "str"}}},
     "generation": {"type": "int"},
+    "port": {"type": "int", "aliases": ["p"]},
 }
 
 
@@ -125,6 +126,14 @@ def run_neon_module(capsys, args, func=None):
         ({"items": [{"url": "u\x00"}]}, "items[0].url: contains a NUL character"),
         ({"items": [{}] * 2000}, "items: has 2000 entries, more than the 1024 allowed"),
         ({"items": "postgres://u@h:1"}, "items"),  # ansible-core's first error would not name the option
+        # ansible-core's conversion takes these (Python's int()/float() do); as text only plain ASCII digits pass.
+        ({"count": "3\n"}, "count: must be an integer written in ASCII digits without spaces, got '3\\n'"),
+        ({"count": " 3"}, "count: must be an integer written in ASCII digits"),
+        ({"count": "3_0"}, "count: must be an integer written in ASCII digits"),
+        ({"count": "\u0663"}, "count: must be an integer written in ASCII digits"),
+        ({"p": "80\n"}, "p: must be an integer written in ASCII digits"),
+        ({"seconds": "1.5 "}, "seconds: must be a number written in ASCII digits"),
+        ({"seconds": "\u0661"}, "seconds: must be a number written in ASCII digits"),
     ],
 )
 def test_option_rules_fail_naming_the_option(capsys, args, message):
@@ -147,6 +156,12 @@ def test_a_token_is_never_echoed_by_the_rules(capsys):
 
 def test_valid_options_pass(capsys):
     args = {"count": 3, "seconds": 1.5, "name": "x", "conf": {"a": [1, "b"]}, "items": [{"node_id": 1, "url": "u"}]}
+    result = run_neon_module(capsys, args)
+    assert not result.get("failed"), result
+
+
+@pytest.mark.parametrize("args", [{"count": "3"}, {"count": "+3"}, {"seconds": "1.5"}, {"seconds": "1e2"}, {"p": "80"}])
+def test_numbers_as_plain_ascii_text_pass(capsys, args):
     result = run_neon_module(capsys, args)
     assert not result.get("failed"), result
 

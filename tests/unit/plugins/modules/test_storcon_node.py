@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from ansible_collections.neonops.storage.plugins.modules import storcon_node
 from ansible_collections.neonops.storage.tests.unit.conftest import SECRET_TOKEN
 
@@ -74,10 +75,32 @@ def test_check_mode_reports_the_registration_and_sends_nothing(fake_api, run_mod
 
 def test_bad_ports_and_hosts_fail_before_any_request(fake_api, run_module):
     run = run_module(storcon_node, args(fake_api, listen_pg_port=70000))
-    assert run.failed and "listen_pg_port: must be a TCP port" in run["msg"]
+    assert run.failed and "listen_pg_port: must be an integer from 1 to 65535 (a TCP port), got 70000" in run["msg"]
     run = run_module(storcon_node, args(fake_api, listen_http_addr="ps4 .internal"))
     assert run.failed and "listen_http_addr: must be a host name" in run["msg"]
     assert fake_api.requests == []
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        {"listen_http_addr": "10.0.4.7", "listen_pg_addr": "10.0.4.7"},
+        {"listen_http_addr": "fd00::4", "listen_pg_addr": "[fd00::4]"},
+        {"listen_http_addr": "ps4.internal.", "listen_grpc_addr": "ps4-grpc.internal", "listen_grpc_port": 51051},
+        {"availability_zone_id": "use1-az2", "listen_https_port": 9899, "listen_http_port": 1, "listen_pg_port": 65535},
+        {"listen_pg_port": "6400"},  # a port as plain text, as a template renders it
+    ],
+    ids=["ipv4", "ipv6", "host-with-root-dot-and-grpc", "zone-id-and-port-bounds", "port-as-text"],
+)
+def test_valid_addresses_are_registered_as_given(fake_api, run_module, addresses):
+    fake_api.add("GET", PATH, {"msg": "NotFound: Node 4 not registered"}, status=404)
+    fake_api.add("GET", PATH, described(**addresses))
+    fake_api.add("POST", "/control/v1/node", None)
+    run = run_module(storcon_node, args(fake_api, **addresses))
+    assert not run.failed, run.result
+    sent = fake_api.calls("POST", "/control/v1/node")[0].body
+    expected = {key: int(value) if key.endswith("_port") else value for key, value in addresses.items()}
+    assert sent == {"node_id": 4, **ADDRESSES, **expected}
 
 
 def test_a_controller_error_is_reported_with_the_attempt(fake_api, run_module):
