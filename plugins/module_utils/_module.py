@@ -95,7 +95,15 @@ DEFAULT_INT_LIMIT = Range(0, (1 << 63) - 1)
 DEFAULT_FLOAT_LIMIT = Range(0, 1e9)
 
 # Sizes of string, list and free-form dict options: input can be megabytes long, and nothing of that size is sent.
-STRING_LIMITS = {"api_token": 65536, "source_api_token": 65536, "safekeeper_api_token": 65536}
+STRING_LIMITS = {
+    "api_token": 65536,
+    "source_api_token": 65536,
+    "safekeeper_api_token": 65536,
+    # amazon.aws's credentials (the S3 modules): an STS session token can be several KiB.
+    "session_token": 65536,
+    "secret_key": 65536,
+    "access_key": 65536,
+}
 DEFAULT_STRING_LIMIT = 4096
 LIST_LIMITS: dict[str, int] = {}
 DEFAULT_LIST_LIMIT = 1024
@@ -308,7 +316,8 @@ _MODULE_CLASSES: dict[type, type] = {}
 
 
 def neon_module(argument_spec, limits=None, **kwargs):
-    """An AnsibleModule with ``NeonModuleMixin``; every module builds its module object with this.
+    """An AnsibleModule with ``NeonModuleMixin``; every module builds its module object with this (the S3
+    modules through ``_s3.aws_module``).
 
     The AnsibleModule class is looked up at each call, so tools that substitute their own (ansible-lint's
     args rule, ansible-test's validate-modules) see the module's argument spec as usual.

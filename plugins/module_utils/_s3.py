@@ -67,6 +67,25 @@ def argument_spec(options: dict, pageserver_api: bool = False) -> dict:
     return spec
 
 
+def aws_module(argument_spec: dict, **kwargs):
+    """An S3 module's AnsibleAWSModule whose inner AnsibleModule carries the collection's rules for hostile input
+    (``_module.NeonModuleMixin``): every option, amazon.aws's included, checked before any request (NUL
+    characters named instead of "Failed to log to syslog", sizes capped, no boolean for an integer, numbers as
+    ASCII digits and within bounds), and failure messages cut to a readable size."""
+    from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+    from ansible_collections.neonops.storage.plugins.module_utils._module import neon_module
+
+    # AnsibleAWSModule builds its inner module from the class-level setting, not from a keyword (amazon.aws
+    # plugins/module_utils/modules.py, AnsibleAWSModule.__init__); it is put back at once.
+    settings = AnsibleAWSModule.default_settings
+    saved = settings["module_class"]
+    settings["module_class"] = neon_module
+    try:
+        return AnsibleAWSModule(argument_spec=argument_spec, **kwargs)
+    finally:
+        settings["module_class"] = saved
+
+
 def pool_size(concurrency: int) -> int:
     """Pooled connections for ``concurrency`` copies in flight: one per copy and one per part of the multipart
     copies among them (each runs up to 4 parts at once), plus the listings. botocore keeps 10 by default; more

@@ -196,7 +196,6 @@ used_by:
   elements: str
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver, _s3
 from ansible_collections.neonops.storage.plugins.module_utils import _s3_release as _rel
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
@@ -204,12 +203,12 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import cli
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
-except ImportError:  # AnsibleAWSModule reports the missing library
+except ImportError:  # AnsibleAWSModule (_s3.aws_module) reports the missing library
     BotoCoreError = ClientError = Exception
 
 
 def main():
-    module = AnsibleAWSModule(
+    module = _s3.aws_module(
         argument_spec=_s3.argument_spec(
             {
                 "bucket": {"type": "str", "required": True},

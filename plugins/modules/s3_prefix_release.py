@@ -255,7 +255,6 @@ deleted:
 
 import datetime
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.neonops.storage.plugins.module_utils import _pageserver, _s3
 from ansible_collections.neonops.storage.plugins.module_utils import _s3_release as _rel
 from ansible_collections.neonops.storage.plugins.module_utils._client import NeonAPIError
@@ -264,7 +263,7 @@ from ansible_collections.neonops.storage.plugins.module_utils._module import cli
 try:
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
-except ImportError:  # AnsibleAWSModule reports the missing library
+except ImportError:  # AnsibleAWSModule (_s3.aws_module) reports the missing library
     BotoCoreError = ClientError = Exception
 
 ARGUMENT_SPEC = _s3.argument_spec(
@@ -378,7 +377,7 @@ def _fail_refused(module, refusals, result):
 
 
 def main():
-    module = AnsibleAWSModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = _s3.aws_module(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     try:
         opts = validate(params)

@@ -176,13 +176,12 @@ seconds:
   type: float
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.neonops.storage.plugins.module_utils import _s3
 
 try:
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
-except ImportError:  # AnsibleAWSModule reports the missing library
+except ImportError:  # AnsibleAWSModule (_s3.aws_module) reports the missing library
     BotoCoreError = ClientError = Exception
 
 
@@ -211,7 +210,7 @@ def s3_client(module):
 
 
 def main():
-    module = AnsibleAWSModule(
+    module = _s3.aws_module(
         argument_spec=_s3.argument_spec(
             {
                 "bucket": {"type": "str", "required": True},
