@@ -420,25 +420,24 @@ class MigrationRun:
         """``_read_node("source")``, giving a source that does not answer ``source_grace`` seconds to answer again
         before the run treats it as dead: a pageserver restarting after a crash answers within seconds, and a
         failover from it would cost a cold attach where a rollback or the move itself costs almost nothing."""
-        found: dict = {}
 
         def probe():
-            found["info"], found["error"] = self._read_node("source")
-            return found["info"] is not None, found["error"]
+            info, error = self._read_node("source")
+            return info is not None, (info, error)
 
         grace = float(self.run["options"].get("source_grace", 0.0))
         started = self.monotonic()
         try:
-            poll(probe, grace, "the source to answer", sleep=self.sleep, clock=self.monotonic)
-        except PollTimeout:
-            return None, found["error"]
+            info, _ = poll(probe, grace, "the source to answer", sleep=self.sleep, clock=self.monotonic)
+        except PollTimeout as exc:
+            return exc.last
         waited = self.monotonic() - started
         if waited > 0.5:
             self.run["warnings"].append(
                 f"the source {self.run['source']['name']} did not answer for {waited:.1f} s, then did: "
                 "it was not treated as dead"
             )
-        return found["info"], None
+        return info, None
 
     def _discover(self):
         run = self.run
