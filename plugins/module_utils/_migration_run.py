@@ -428,7 +428,7 @@ class MigrationRun:
         grace = float(self.run["options"].get("source_grace", 0.0))
         started = self.monotonic()
         try:
-            info, _ = poll(probe, grace, "the source to answer", sleep=self.sleep, clock=self.monotonic)
+            info = poll(probe, grace, "the source to answer", sleep=self.sleep, clock=self.monotonic)[0]
         except PollTimeout as exc:
             return exc.last
         waited = self.monotonic() - started
