@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -129,18 +130,54 @@ def number_text_problem(field: str, value, kind: str) -> str | None:
     return f"{field}: must be {what} written in ASCII digits without spaces, got {echo(value)}"
 
 
-def raw_numbers_problem(raw: dict, argument_spec: dict) -> str | None:
-    """The first int or float option that was given as text other than plain ASCII digits (see above), or None."""
+def raw_numbers_problem(raw: dict, argument_spec: dict, prefix: str = "") -> str | None:
+    """The first int or float option that was given as text other than plain ASCII digits (see above), or None.
+
+    ``raw`` is the parameters as given, before conversion. Suboptions are checked too (named by their path, as
+    ``items[0].node_id``), and so is an environment fallback the option was not given over.
+    """
     for name, spec in argument_spec.items():
         kind = spec.get("type")
-        if kind not in ("int", "float"):
-            continue
-        for given in (name, *spec.get("aliases", ())):
-            if given in raw:
-                problem = number_text_problem(given, raw[given], kind)
+        given = [alias for alias in (name, *spec.get("aliases", ())) if alias in raw]
+        for alias in given:
+            field, value = prefix + alias, raw[alias]
+            if kind in ("int", "float"):
+                problem = number_text_problem(field, value, kind)
+            else:
+                problem = _suboption_numbers_problem(field, value, spec.get("options"))
+            if problem:
+                return problem
+        if not given and kind in ("int", "float"):
+            variable = _env_fallback_variable(spec)
+            if variable:
+                problem = number_text_problem(f"{prefix}{name} (from {variable})", os.environ[variable], kind)
                 if problem:
                     return problem
     return None
+
+
+def _suboption_numbers_problem(field: str, value, options: dict | None) -> str | None:
+    if not options:
+        return None
+    if isinstance(value, dict):
+        return raw_numbers_problem(value, options, f"{field}.")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, dict):
+                problem = raw_numbers_problem(item, options, f"{field}[{index}].")
+                if problem:
+                    return problem
+    return None
+
+
+def _env_fallback_variable(spec: dict) -> str | None:
+    """The environment variable an ``env_fallback`` option takes its value from now (ansible-core takes the first
+    one set), or None."""
+    fallback = spec.get("fallback") or ()
+    if not fallback or fallback[0] is not env_fallback:
+        return None
+    names = fallback[1] if len(fallback) > 1 and isinstance(fallback[1], (list, tuple)) else fallback[1:]
+    return next((variable for variable in names if isinstance(variable, str) and variable in os.environ), None)
 
 
 def neon_argument_spec(**module_options) -> dict:
@@ -283,8 +320,9 @@ class NeonModuleMixin(_ModuleBase):
 
     def _load_params(self):
         super()._load_params()
-        # The text values as given: type conversion replaces them in self.params (strings are immutable).
-        self._neon_raw = {key: value for key, value in (self.params or {}).items() if isinstance(value, str)}
+        # The values as given: type conversion replaces them in self.params.
+        # Suboptions are converted in place, so nested dicts and lists are copied (strings are shared, not copied).
+        self._neon_raw = copy.deepcopy(dict(self.params or {}))
 
     def log(self, msg, log_args=None):
         if isinstance(msg, str):

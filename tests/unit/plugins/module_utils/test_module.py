@@ -93,6 +93,10 @@ EXTRA_SPEC = {
     "items": {"type": "list", "elements": "dict", "options": {"node_id": {"type": "int"}, "url": {"type": "str"}}},
     "generation": {"type": "int"},
     "port": {"type": "int", "aliases": ["p"]},
+    "settings": {
+        "type": "dict",
+        "options": {"wait": {"type": "float"}, "nested": {"type": "dict", "options": {"n": {"type": "int"}}}},
+    },
 }
 
 
@@ -134,6 +138,11 @@ def run_neon_module(capsys, args, func=None):
         ({"p": "80\n"}, "p: must be an integer written in ASCII digits"),
         ({"seconds": "1.5 "}, "seconds: must be a number written in ASCII digits"),
         ({"seconds": "\u0661"}, "seconds: must be a number written in ASCII digits"),
+        # The same inside suboptions, named by their path.
+        ({"items": [{"node_id": "4\n"}]}, "items[0].node_id: must be an integer written in ASCII digits"),
+        ({"items": [{"node_id": 1}, {"node_id": "\u0664"}]}, "items[1].node_id: must be an integer written in ASCII"),
+        ({"settings": {"wait": " 5"}}, "settings.wait: must be a number written in ASCII digits"),
+        ({"settings": {"nested": {"n": "1_0"}}}, "settings.nested.n: must be an integer written in ASCII digits"),
     ],
 )
 def test_option_rules_fail_naming_the_option(capsys, args, message):
@@ -148,6 +157,21 @@ def test_env_timeout_is_bounded_too(capsys, monkeypatch):
     assert run_neon_module(capsys, {})["msg"] == "timeout: must be a finite number seconds, got nan"
 
 
+@pytest.mark.parametrize("value", ["30\n", " 30", "3_0", "\u0663\u0660"])
+def test_env_timeout_is_plain_ascii_digits_too(capsys, monkeypatch, value):
+    monkeypatch.setenv("NEONOPS_TIMEOUT", value)
+    result = run_neon_module(capsys, {})
+    assert result["failed"]
+    assert result["msg"].startswith("timeout (from NEONOPS_TIMEOUT): must be a number written in ASCII digits")
+
+
+def test_an_env_timeout_in_ascii_digits_passes_and_the_option_wins_over_it(capsys, monkeypatch):
+    monkeypatch.setenv("NEONOPS_TIMEOUT", "12.5")
+    assert not run_neon_module(capsys, {}).get("failed")
+    monkeypatch.setenv("NEONOPS_TIMEOUT", "30\n")
+    assert not run_neon_module(capsys, {"timeout": 5}).get("failed")
+
+
 def test_a_token_is_never_echoed_by_the_rules(capsys):
     result = run_neon_module(capsys, {"api_token": SECRET_TOKEN + "\x00"})
     assert result["msg"] == "api_token: contains a NUL character"
@@ -160,7 +184,18 @@ def test_valid_options_pass(capsys):
     assert not result.get("failed"), result
 
 
-@pytest.mark.parametrize("args", [{"count": "3"}, {"count": "+3"}, {"seconds": "1.5"}, {"seconds": "1e2"}, {"p": "80"}])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"count": "3"},
+        {"count": "+3"},
+        {"seconds": "1.5"},
+        {"seconds": "1e2"},
+        {"p": "80"},
+        {"items": [{"node_id": "4"}]},
+        {"settings": {"wait": "2.5", "nested": {"n": "10"}}},
+    ],
+)
 def test_numbers_as_plain_ascii_text_pass(capsys, args):
     result = run_neon_module(capsys, args)
     assert not result.get("failed"), result
