@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -264,7 +265,9 @@ class StorageController(Node):
             )
         if str(node_id) not in self.state["nodes"]:
             try:
-                await asyncio.get_running_loop().getaddrinfo(record["listen_http_addr"], record["listen_http_port"])
+                await asyncio.get_running_loop().getaddrinfo(
+                    _resolvable_host(record["listen_http_addr"]), record["listen_http_port"]
+                )
             except OSError as exc:
                 raise ApiError(
                     503, f"Node {node_id} listen_http_addr {record['listen_http_addr']} does not resolve: {exc}"
@@ -563,6 +566,17 @@ class StorageController(Node):
             if self.availability.get(node_id) != "Offline":
                 log.warning("node %s is Offline (no heartbeat for %.0fs)", node_id, now - self.last_seen[node_id])
             self.availability[node_id] = "Offline"
+
+
+def _resolvable_host(addr: str) -> str:
+    """The host part upstream resolves: it looks up ``"{listen_http_addr}:{port}"`` (``tokio::net::lookup_host`` in
+    storage_controller/src/service.rs), which reads a bracketed IPv6 address as a socket address."""
+    if addr.startswith("[") and addr.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(addr[1:-1]))
+        except ValueError:
+            return addr
+    return addr
 
 
 def _shard_key(shard: dict) -> str:

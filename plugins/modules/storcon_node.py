@@ -50,8 +50,10 @@ options:
   listen_http_addr:
     description:
       - Host name or address the controller reaches the pageserver's management API at.
-      - An ASCII host name (parts of 1 to 63 characters, 253 in all), an IPv4 address or an IPv6 address (bare or in
-        brackets); no scheme, path or port. Every address and port option is checked before any request.
+      - An ASCII host name (parts of 1 to 63 characters, 253 in all), an IPv4 address or an IPv6 address in brackets
+        (V([fd00::4])); no scheme, path or port. The controller builds the node's URL as
+        C(http://<listen_http_addr>:<listen_http_port>), so a bare IPv6 address is refused.
+      - Every address and port option is checked before any request.
     type: str
     required: true
   listen_http_port:
@@ -166,16 +168,30 @@ ZONE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def host_problem(value: str) -> str | None:
-    """Why ``value`` is not a host name, an IPv4 address or an IPv6 address (bracketed or not), or None."""
+    """Why ``value`` is not a host name, an IPv4 address or a bracketed IPv6 address, or None.
+
+    The controller joins address and port as ``http://{listen_http_addr}:{listen_http_port}`` (``Node::base_url`` in
+    upstream storage_controller/src/node.rs) and computes do the same with the pg address, so an IPv6 address
+    must be in brackets: a bare ``fd00::4`` registers, but ``http://fd00::4:9898`` is no URL and the node stays
+    Offline. A zone index (``%eth0``) has no place in such a URL either.
+    """
     if not value:
         return "it is empty"
     if "/" in value:
         return "it looks like a URL or a path"
     if value.startswith("[") and value.endswith("]"):
-        return hostname_problem(value[1:-1]) if ":" in value else "only an IPv6 address goes in brackets"
+        inner = value[1:-1]
+        if ":" not in inner:
+            return "only an IPv6 address goes in brackets"
+        if "%" in inner:
+            return "an IPv6 zone index (%...) cannot be part of the URL the controller builds"
+        return hostname_problem(inner)
     if value.count(":") == 1:
         return "it carries a port: give the port in its own option"
-    return hostname_problem(value)
+    problem = hostname_problem(value)
+    if ":" in value and problem is None:
+        return f"an IPv6 address goes in brackets, as [{value}]: the controller builds URLs as http://<address>:<port>"
+    return problem
 
 
 def wanted_addresses(module) -> dict:

@@ -162,6 +162,11 @@ def test_node_register_list_describe_config(sim):
     unresolvable = {**register_body(23, port=55), "listen_http_addr": "no-such-host.invalid"}
     api(sim, "POST", "/control/v1/node", unresolvable, expected=503)
     api(sim, "GET", "/control/v1/node/23", expected=404)
+    # Upstream resolves "{listen_http_addr}:{port}" (tokio::net::lookup_host), which takes a bracketed IPv6 address as
+    # a socket address; the controller then reaches the node at http://[::1]:port.
+    bracketed = {**register_body(24, port=56), "listen_http_addr": "[::1]", "listen_pg_addr": "[::1]"}
+    api(sim, "POST", "/control/v1/node", bracketed)
+    assert api(sim, "GET", "/control/v1/node/24")["listen_http_addr"] == "[::1]"
     tsid = new_tenant()
     attach(sim, tsid, 21)
     shards = api(sim, "GET", "/control/v1/node/21/shards")

@@ -309,6 +309,9 @@ BAD_HOSTS = {
     "newline": "ps2.internal\n",
     "label-64": "a" * 64 + ".internal",
     "empty": "",
+    "bare-ipv6": "fd00::4",
+    "ipv6-zone": "[fe80::1%eth0]",
+    "bracketed-name": "[ps2.internal]",
 }
 BAD_ZONES = {"space": "us east-1b", "nul": "az\x00a", "300-chars": "a" * 300, "newline": "az-a\n", "empty": ""}
 CASES += [

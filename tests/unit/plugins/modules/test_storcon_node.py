@@ -81,11 +81,19 @@ def test_bad_ports_and_hosts_fail_before_any_request(fake_api, run_module):
     assert fake_api.requests == []
 
 
+def test_a_bare_ipv6_address_is_refused_with_the_bracketed_form(fake_api, run_module):
+    # Upstream registers it, then builds http://fd00::4:9898 (Node::base_url), which is no URL: the node stays Offline.
+    run = run_module(storcon_node, args(fake_api, listen_http_addr="fd00::4"))
+    assert run.failed and "listen_http_addr: must be a host name or address" in run["msg"]
+    assert "an IPv6 address goes in brackets, as [fd00::4]" in run["msg"]
+    assert fake_api.requests == []
+
+
 @pytest.mark.parametrize(
     "addresses",
     [
         {"listen_http_addr": "10.0.4.7", "listen_pg_addr": "10.0.4.7"},
-        {"listen_http_addr": "fd00::4", "listen_pg_addr": "[fd00::4]"},
+        {"listen_http_addr": "[fd00::4]", "listen_pg_addr": "[fd00::4]"},
         {"listen_http_addr": "ps4.internal.", "listen_grpc_addr": "ps4-grpc.internal", "listen_grpc_port": 51051},
         {"availability_zone_id": "use1-az2", "listen_https_port": 9899, "listen_http_port": 1, "listen_pg_port": 65535},
         {"listen_pg_port": "6400"},  # a port as plain text, as a template renders it
