@@ -31,7 +31,8 @@ class WalReceivers:
     def __init__(self, node: NodeServices):
         self.node = node
         # Sim-only (POST /sim/walreceiver): delay before a newly started receiver's first poll, standing in for a
-        # pageserver that needs a while to reach the safekeepers or ingest a backlog after an attach.
+        # pageserver that needs a while to reach the safekeepers or ingest a backlog after an attach. Counted from
+        # the receiver's start and re-read while it waits, so lowering it (to 0) releases the waiting receivers.
         self.connect_delay_s = 0.0
 
     def start(self, tl: Timeline) -> None:
@@ -74,9 +75,10 @@ class WalReceivers:
         failed: set[int] = set()
         last_progress = time.monotonic()
         sid = tl.tenant.shard_id
-        if self.connect_delay_s > 0:
+        started = time.monotonic()
+        while not tl.tenant.cancelled and time.monotonic() - started < self.connect_delay_s:
             tl.walreceiver_status = "Connecting"
-            await asyncio.sleep(self.connect_delay_s)
+            await asyncio.sleep(min(0.1, self.connect_delay_s - (time.monotonic() - started)))
         while not tl.tenant.cancelled:
             try:
                 if current is None:

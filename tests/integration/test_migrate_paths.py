@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 from migration_harness import (
+    Background,
     compute_connstring,
     compute_switched_at,
     first_change,
@@ -190,19 +191,51 @@ def test_compute_that_does_not_switch_stops_the_move_before_the_source_is_demote
     assert result["verified"]["lost_writes"] == 0, result["verified"]
 
 
+# Longer than the run stays in phase catchup when it does not wait for the LSNs: the best-effort wait for the
+# safekeepers' commit_lsn (CLOSE_GAP_SECONDS, 5 s) and the destination's Active check, with room for a slow machine.
+CATCHUP_HELD_S = 20.0
+# How long reads go to a destination that has not caught up before the test lets it ingest (2 s read timeout).
+READS_AGAINST_A_LAGGING_DESTINATION_S = 6.0
+
+
+def hold_until_catchup_waits_or_the_compute_switched(fleet, run, compute: str, destination: str) -> str:
+    """Keep the destination's WAL ingest held (POST /sim/walreceiver) until either the run has stayed in phase
+    catchup for CATCHUP_HELD_S (it waits for the LSNs: release) or the compute switched to the destination (no LSN
+    wait: let reads fail for a few seconds, then release). Returns which happened."""
+    catchup_since = None
+    while run.proc.poll() is None:
+        phase = run.state().get("phase")
+        now = time.time()
+        catchup_since = (catchup_since or now) if phase == "catchup" else None
+        if catchup_since is not None and now - catchup_since >= CATCHUP_HELD_S:
+            return "catch-up waited"
+        port = fleet.entry(destination)["pg_port"]
+        if compute_connstring(fleet, compute).endswith(f":{port}"):
+            time.sleep(READS_AGAINST_A_LAGGING_DESTINATION_S)
+            return "the compute switched before catch-up"
+        time.sleep(0.2)
+    return "the run ended"
+
+
 def test_destination_slow_to_catch_up_serves_no_read_before_it_has(fleet, report_dir):
-    """The LSN wait: ps3 starts ingesting WAL only 20 s after the attach. A cutover that did not wait for catch-up
-    would send the compute's reads (at its latest LSN, 2 s timeout) to a pageserver that cannot answer them yet."""
+    """The LSN wait: ps3 ingests no WAL after the attach until this test releases it, which it does only when the
+    run has waited in catch-up for longer than anything but the LSN wait would hold it there, or a few seconds after
+    the compute switched to ps3. A cutover that did not wait for catch-up sends the compute's reads (at its latest
+    LSN, 2 s timeout) to a pageserver that cannot answer them for those seconds. The release depends on what the
+    run does, not on how fast this machine is."""
     tid = tenant_id(fleet, "lagging")
     before = workload(fleet, "c-lagging")
-    lag = requests.post(f"{fleet.url('ps3')}/sim/walreceiver", json={"connect_delay_ms": 20000}, timeout=10)
-    lag.raise_for_status()
+    walreceiver = f"{fleet.url('ps3')}/sim/walreceiver"
+    requests.post(walreceiver, json={"connect_delay_ms": 3_600_000}, timeout=10).raise_for_status()
+    background = Background(fleet, tid, "ps1", "ps3", report_dir, tenant_migration_prewarm=False)
     try:
-        run = migrate(fleet, tid, "ps1", "ps3", report_dir, tenant_migration_prewarm=False)
+        released = hold_until_catchup_waits_or_the_compute_switched(fleet, background, "c-lagging", "ps3")
     finally:
-        requests.post(f"{fleet.url('ps3')}/sim/walreceiver", json={"connect_delay_ms": 0}, timeout=10)
+        requests.post(walreceiver, json={"connect_delay_ms": 0}, timeout=10)
+    run = background.wait()
 
     assert run.rc == 0, run
+    assert released == "catch-up waited", released
     result = verdict(fleet, "c-lagging")
     during = result["during"]
     failed = {

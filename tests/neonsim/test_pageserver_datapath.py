@@ -149,6 +149,20 @@ def test_walreceiver_switches_safekeeper_on_failure(h, sim):
         sim.start(current["name"])
 
 
+def test_walreceiver_connect_delay_holds_new_receivers_until_lowered(h):
+    """POST /sim/walreceiver: a receiver started under a delay waits; lowering the delay releases it at once."""
+    h.call("POST", f"{h.ps('ps2')}/sim/walreceiver", {"connect_delay_ms": 600_000})
+    try:
+        tenant, timeline, _gen = h.create_tenant("ps2", QUIET)
+        lsn = h.write_keys(tenant, timeline, 5, "held")
+        time.sleep(1.5)
+        held = h.timeline("ps2", tenant, timeline)
+        assert held["walreceiver_status"] == "Connecting" and parse_lsn(held["last_record_lsn"]) < lsn
+    finally:
+        h.call("POST", f"{h.ps('ps2')}/sim/walreceiver", {"connect_delay_ms": 0})
+    h.wait_lsn("ps2", tenant, timeline, lsn)
+
+
 def test_reset_restarts_in_the_same_generation(h):
     tenant, timeline, gen = h.create_tenant("ps1", QUIET)
     lsn = h.write_keys(tenant, timeline, 5, "r")
