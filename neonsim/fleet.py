@@ -154,7 +154,12 @@ def _spawn_recorded(directory: Path, name: str, kind: str, argv: list[str]) -> d
 
 
 def wait_healthy(fleet: dict, names: list[str], timeout: float = HEALTH_TIMEOUT_S) -> None:
-    """Poll each process's health URL until 200; FleetError naming the laggards (and log tails) on timeout."""
+    """Poll each process's health URL until 200; FleetError naming the laggards (and log tails) on timeout.
+
+    A 200 counts only from the process this fleet started (the pid in the answer): between picking a free port and
+    binding it, another fleet's process may take it and answer there, while ours exits with "address already in use".
+    moto's answer carries no pid; every process is checked alive once more when all have answered.
+    """
     pending = set(names)
     deadline = time.monotonic() + timeout
     pids = load_pids(fleet["dir"])
@@ -164,20 +169,37 @@ def wait_healthy(fleet: dict, names: list[str], timeout: float = HEALTH_TIMEOUT_
         while pending:
             for name in sorted(pending):
                 pid = pids.get(name, {}).get("pid")
-                if pid is not None and not pid_alive(pid):
-                    raise FleetError(f"{name} exited during start-up:\n{log_tail(fleet, name)}")
+                _raise_if_exited(fleet, name, pid)
                 url, _ = health_url(fleet, name)
                 try:
-                    if http.get(url, timeout=2, verify=verify).status_code == 200:
+                    resp = http.get(url, timeout=2, verify=verify)
+                    if resp.status_code == 200 and _answered_by(resp, name, pid):
                         pending.discard(name)
                 except requests.RequestException:
                     pass
             if not pending:
-                return
+                break
             if time.monotonic() > deadline:
                 tails = "\n".join(f"--- {n}:\n{log_tail(fleet, n)}" for n in sorted(pending))
                 raise FleetError(f"not healthy after {timeout:.0f}s: {sorted(pending)}\n{tails}")
             time.sleep(0.1)
+    for name in names:
+        _raise_if_exited(fleet, name, pids.get(name, {}).get("pid"))
+
+
+def _raise_if_exited(fleet: dict, name: str, pid: int | None) -> None:
+    if pid is not None and not pid_alive(pid):
+        raise FleetError(f"{name} exited during start-up:\n{log_tail(fleet, name)}")
+
+
+def _answered_by(resp: requests.Response, name: str, pid: int | None) -> bool:
+    """Whether a health answer came from the process started as ``name`` (moto's carries no pid: any answer)."""
+    if name == "moto" or pid is None:
+        return True
+    try:
+        return resp.json().get("pid") == pid
+    except ValueError:
+        return False
 
 
 def log_tail(fleet: dict, name: str, lines: int = 20) -> str:

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import re
 import signal
@@ -107,7 +108,9 @@ class S3Proxy:
         return web.json_response({"active": self.fault is not None, "fault": self.fault})
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"name": "s3proxy", "kind": "s3proxy", "status": "ok", "moto_url": self.moto_url})
+        return web.json_response(
+            {"name": "s3proxy", "kind": "s3proxy", "status": "ok", "moto_url": self.moto_url, "pid": os.getpid()}
+        )
 
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats)
