@@ -1,11 +1,15 @@
-"""Helpers shared by the neonsim tests: liveness waits, the compute workload API of a live fleet, and in-process
-nodes (`free_port`, `serve`) for the tests that run a node's apps inside pytest instead of as a process."""
+"""Helpers shared by the neonsim tests: liveness waits, the compute workload API of a live fleet, in-process
+nodes (`free_port`, `serve`) for the tests that run a node's apps inside pytest instead of as a process, and a
+plain JSON server (`json_server`) standing in for a process outside the fleet."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import requests
 from aiohttp import web
@@ -71,3 +75,30 @@ async def serve(node: Node) -> AsyncIterator[Node]:
         for runner in runners:
             await runner.cleanup()
         await node.ctx.close()
+
+
+@contextlib.contextmanager
+def json_server(answer: Callable[[str], tuple[int, dict]]) -> Iterator[int]:
+    """A plain HTTP server on 127.0.0.1 answering every GET with ``answer(path)`` -> (status, JSON body), in a
+    thread; yields its port and stops it afterwards."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            status, payload = answer(self.path)
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

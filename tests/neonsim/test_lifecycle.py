@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from fleet_helpers import json_server
 
 from neonsim import fleet as fleet_mod
 from neonsim import topology
@@ -233,38 +232,23 @@ def test_small_fleet_with_auth_end_to_end(neonsim_fleet):
             assert refused == [], name
 
 
-class _ForeignHealth(http.server.BaseHTTPRequestHandler):
-    """Another fleet's S3 proxy on the port ours was given: it answers /sim/health 200, with its own pid."""
-
-    def do_GET(self):  # noqa: N802 - http.server API
-        body = json.dumps({"name": "s3proxy", "status": "ok", "pid": 1}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_a_health_answer_from_another_process_on_the_port_is_not_ours(tmp_path):
     """Between picking a free port and binding it another fleet's process can take the port and answer there, while
     ours exits with "address already in use": start-up must fail (and `up` retry), not bootstrap against a stranger."""
-    foreign = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ForeignHealth)
-    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "s3proxy.log").write_text("OSError: [Errno 98] address already in use\n")
+    # Another fleet's S3 proxy on the port ours was given: it answers /sim/health 200, with its own pid.
+    foreign = json_server(lambda path: (200, {"name": "s3proxy", "status": "ok", "pid": 1}))
     # Ours: a process that lives for a moment and exits, as a proxy that failed to bind does.
     ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    fleet_mod._CHILDREN[ours.pid] = ours
     try:
-        fleet = {"dir": str(tmp_path), "s3": {"proxy_port": foreign.server_address[1]}}
-        (tmp_path / "logs").mkdir()
-        (tmp_path / "logs" / "s3proxy.log").write_text("OSError: [Errno 98] address already in use\n")
-        (tmp_path / "pids.json").write_text(json.dumps({"s3proxy": {"pid": ours.pid, "pgid": ours.pid}}))
-        fleet_mod._CHILDREN[ours.pid] = ours
-        with pytest.raises(fleet_mod.FleetError, match="s3proxy exited during start-up(.|\n)*address already in use"):
-            fleet_mod.wait_healthy(fleet, ["s3proxy"], timeout=30)
+        with foreign as port:
+            (tmp_path / "pids.json").write_text(json.dumps({"s3proxy": {"pid": ours.pid, "pgid": ours.pid}}))
+            fleet = {"dir": str(tmp_path), "s3": {"proxy_port": port}}
+            with pytest.raises(fleet_mod.FleetError, match="s3proxy exited during start-up(.|\n)*address already"):
+                fleet_mod.wait_healthy(fleet, ["s3proxy"], timeout=30)
     finally:
         fleet_mod._CHILDREN.pop(ours.pid, None)
         ours.kill()
         ours.wait()
-        foreign.shutdown()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from fleet_helpers import wait_for
+from fleet_helpers import json_server, wait_for
 
 pytestmark = pytest.mark.neonsim
 
@@ -201,25 +199,9 @@ def test_tenant_describe_locate_policy(sim):
     api(sim, "GET", "/control/v1/tenant/not-a-tenant", expected=400)
 
 
-class _Utilization(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server API
-        body = json.dumps({"utilization_score": 1}).encode()
-        self.send_response(200 if self.path == "/v1/utilization" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_heartbeat_active_then_offline(sim):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Utilization)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    try:
+    utilization = {"utilization_score": 1}
+    with json_server(lambda path: (200 if path == "/v1/utilization" else 404, utilization)) as port:
         re_attach(
             sim,
             41,
@@ -232,9 +214,6 @@ def test_heartbeat_active_then_offline(sim):
             },
         )
         wait_for(lambda: api(sim, "GET", "/control/v1/node/41")["availability"] == "Active", 20, "node 41 Active")
-    finally:
-        server.shutdown()
-        server.server_close()
     wait_for(lambda: api(sim, "GET", "/control/v1/node/41")["availability"] == "Offline", 20, "node 41 Offline")
 
 
