@@ -13,6 +13,10 @@ Refused with a clear error (the sim has no such listener or key handling): `list
 Accepted and ignored: `broker_endpoint`, `pg_auth_type`, `auth_validation_public_key_path`, `ssl_*`,
 `disk_usage_based_eviction`, `control_plane_api_token` and every other tuning key.
 
+WAL: upstream finds the safekeepers of each timeline through the storage broker (`broker_endpoint`); neonsim has no
+broker, so the binary reads the safekeepers of a running neonsim fleet from `$NEONSIM_SAFEKEEPERS_FROM` (that fleet's
+directory, its fleet.json) when set. Without it the binary ingests no WAL (a tenant attaches but never catches up).
+
 Like upstream, `metadata.json` present means re-attach carries `register` (the node registers itself); absent, the
 storage controller must already know the node (`POST /control/v1/node`), and re-attach is retried until it does.
 """
@@ -112,11 +116,24 @@ def fleet_from_config(workdir: Path, config: dict, metadata: dict | None) -> dic
         },
         "storage_controller": None,
         "pageservers": [entry],
-        "safekeepers": [],
+        "safekeepers": broker_safekeepers(),
         "computes": [],
         "tenants": [],
         "tenant_defaults": {},
     }
+
+
+def broker_safekeepers() -> list[dict]:
+    """The safekeepers the storage broker would announce: those of the fleet in $NEONSIM_SAFEKEEPERS_FROM."""
+    fleet_dir = os.environ.get("NEONSIM_SAFEKEEPERS_FROM")
+    if not fleet_dir:
+        return []
+    path = Path(fleet_dir) / "fleet.json"
+    try:
+        safekeepers = json.loads(path.read_text()).get("safekeepers") or []
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"NEONSIM_SAFEKEEPERS_FROM: cannot read {path}: {exc}") from None
+    return list(safekeepers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -186,3 +186,23 @@ def _status(url: str):
         return requests.get(f"{url}/v1/status", timeout=2).json()
     except (requests.RequestException, ValueError):
         return None
+
+
+def test_pageserver_binary_takes_the_safekeepers_of_a_fleet_as_the_broker_would(tmp_path, monkeypatch):
+    from neonsim import pageserver_binary
+
+    config = {
+        "id": 7,
+        "control_plane_api": "http://127.0.0.1:1/upcall/v1/",
+        "availability_zone": "az-a",
+        "remote_storage": {"bucket_name": "b"},
+    }
+    monkeypatch.delenv("NEONSIM_SAFEKEEPERS_FROM", raising=False)
+    assert pageserver_binary.fleet_from_config(tmp_path, config, None)["safekeepers"] == []
+    safekeepers = [{"name": "sk1", "node_id": 101, "az": "az-a", "http_port": 1, "pg_port": 2}]
+    (tmp_path / "fleet.json").write_text(json.dumps({"safekeepers": safekeepers}))
+    monkeypatch.setenv("NEONSIM_SAFEKEEPERS_FROM", str(tmp_path))
+    assert pageserver_binary.fleet_from_config(tmp_path, config, None)["safekeepers"] == safekeepers
+    monkeypatch.setenv("NEONSIM_SAFEKEEPERS_FROM", str(tmp_path / "missing"))
+    with pytest.raises(pageserver_binary.ConfigError, match="NEONSIM_SAFEKEEPERS_FROM: cannot read"):
+        pageserver_binary.fleet_from_config(tmp_path, config, None)
