@@ -7,7 +7,8 @@ a host configured by the `neonops.storage.pageserver` role runs in tests, in pla
 
 Honoured keys: `id` (or `identity.toml`), `listen_http_addr`, `listen_pg_addr`, `availability_zone`,
 `control_plane_api`, `remote_storage.{bucket_name, bucket_region, prefix_in_bucket, endpoint}`, `http_auth_type`
-(`Trust` only). S3 credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` as for the real binary.
+(`Trust` only), `tenant_config` (the tenant defaults: checkpoint_timeout, compaction_period, ...). S3 credentials
+come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` as for the real binary.
 The disk capacity behind `/v1/utilization` is the real file system of the work directory (statvfs), as upstream.
 Refused with a clear error (the sim has no such listener or key handling): `listen_https_addr`, `NeonJWT` auth.
 Accepted and ignored: `broker_endpoint`, `pg_auth_type`, `auth_validation_public_key_path`, `ssl_*`,
@@ -119,8 +120,17 @@ def fleet_from_config(workdir: Path, config: dict, metadata: dict | None) -> dic
         "safekeepers": broker_safekeepers(),
         "computes": [],
         "tenants": [],
-        "tenant_defaults": {},
+        # [tenant_config]: the pageserver-wide tenant defaults (upstream ConfigToml.tenant_config in
+        # libs/pageserver_api/src/config.rs); upstream's defaults fill in the rest.
+        "tenant_defaults": tenant_defaults(config),
     }
+
+
+def tenant_defaults(config: dict) -> dict:
+    table = config.get("tenant_config") or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"tenant_config must be a table, got {table!r}")
+    return dict(table)
 
 
 def broker_safekeepers() -> list[dict]:

@@ -188,7 +188,7 @@ def _status(url: str):
         return None
 
 
-def test_pageserver_binary_takes_the_safekeepers_of_a_fleet_as_the_broker_would(tmp_path, monkeypatch):
+def test_pageserver_binary_takes_tenant_config_and_the_safekeepers_of_a_fleet(tmp_path, monkeypatch):
     from neonsim import pageserver_binary
 
     config = {
@@ -203,6 +203,10 @@ def test_pageserver_binary_takes_the_safekeepers_of_a_fleet_as_the_broker_would(
     (tmp_path / "fleet.json").write_text(json.dumps({"safekeepers": safekeepers}))
     monkeypatch.setenv("NEONSIM_SAFEKEEPERS_FROM", str(tmp_path))
     assert pageserver_binary.fleet_from_config(tmp_path, config, None)["safekeepers"] == safekeepers
+    # [tenant_config] of pageserver.toml: the pageserver-wide tenant defaults.
+    tuned = {**config, "tenant_config": {"checkpoint_timeout": "2s"}}
+    assert pageserver_binary.fleet_from_config(tmp_path, tuned, None)["tenant_defaults"] == {"checkpoint_timeout": "2s"}
+    assert pageserver_binary.fleet_from_config(tmp_path, config, None)["tenant_defaults"] == {}
     monkeypatch.setenv("NEONSIM_SAFEKEEPERS_FROM", str(tmp_path / "missing"))
     with pytest.raises(pageserver_binary.ConfigError, match="NEONSIM_SAFEKEEPERS_FROM: cannot read"):
         pageserver_binary.fleet_from_config(tmp_path, config, None)
