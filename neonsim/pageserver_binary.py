@@ -7,11 +7,16 @@ a host configured by the `neonops.storage.pageserver` role runs in tests, in pla
 
 Honoured keys: `id` (or `identity.toml`), `listen_http_addr`, `listen_pg_addr`, `availability_zone`,
 `control_plane_api`, `remote_storage.{bucket_name, bucket_region, prefix_in_bucket, endpoint}`, `http_auth_type`
-(`Trust` only). S3 credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` as for the real binary.
+(`Trust` only), `tenant_config` (the tenant defaults: checkpoint_timeout, compaction_period, ...). S3 credentials
+come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` as for the real binary.
 The disk capacity behind `/v1/utilization` is the real file system of the work directory (statvfs), as upstream.
 Refused with a clear error (the sim has no such listener or key handling): `listen_https_addr`, `NeonJWT` auth.
 Accepted and ignored: `broker_endpoint`, `pg_auth_type`, `auth_validation_public_key_path`, `ssl_*`,
 `disk_usage_based_eviction`, `control_plane_api_token` and every other tuning key.
+
+WAL: upstream finds the safekeepers of each timeline through the storage broker (`broker_endpoint`); neonsim has no
+broker, so the binary reads the safekeepers of a running neonsim fleet from `$NEONSIM_SAFEKEEPERS_FROM` (that fleet's
+directory, its fleet.json) when set. Without it the binary ingests no WAL (a tenant attaches but never catches up).
 
 Like upstream, `metadata.json` present means re-attach carries `register` (the node registers itself); absent, the
 storage controller must already know the node (`POST /control/v1/node`), and re-attach is retried until it does.
@@ -112,11 +117,33 @@ def fleet_from_config(workdir: Path, config: dict, metadata: dict | None) -> dic
         },
         "storage_controller": None,
         "pageservers": [entry],
-        "safekeepers": [],
+        "safekeepers": broker_safekeepers(),
         "computes": [],
         "tenants": [],
-        "tenant_defaults": {},
+        # [tenant_config]: the pageserver-wide tenant defaults (upstream ConfigToml.tenant_config in
+        # libs/pageserver_api/src/config.rs); upstream's defaults fill in the rest.
+        "tenant_defaults": tenant_defaults(config),
     }
+
+
+def tenant_defaults(config: dict) -> dict:
+    table = config.get("tenant_config") or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"tenant_config must be a table, got {table!r}")
+    return dict(table)
+
+
+def broker_safekeepers() -> list[dict]:
+    """The safekeepers the storage broker would announce: those of the fleet in $NEONSIM_SAFEKEEPERS_FROM."""
+    fleet_dir = os.environ.get("NEONSIM_SAFEKEEPERS_FROM")
+    if not fleet_dir:
+        return []
+    path = Path(fleet_dir) / "fleet.json"
+    try:
+        safekeepers = json.loads(path.read_text()).get("safekeepers") or []
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"NEONSIM_SAFEKEEPERS_FROM: cannot read {path}: {exc}") from None
+    return list(safekeepers)
 
 
 def build_parser() -> argparse.ArgumentParser:

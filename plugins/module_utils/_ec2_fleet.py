@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from typing import TypeGuard
 
+from ansible_collections.neonops.storage.plugins.module_utils._client import hostname_problem
 from ansible_collections.neonops.storage.plugins.module_utils._echo import echo
 from ansible_collections.neonops.storage.plugins.module_utils._ids import NODE_ID_MAX
 
@@ -186,6 +187,20 @@ def _user_tags(errors: _Errors, tags) -> dict:
     return out
 
 
+def _host_tag_problem(host) -> str | None:
+    """Why ``host`` cannot be the ``neon_host`` tag, or None. The inventory builds ``<scheme>://<host>:<port>`` and
+    ``<host>:<port>`` of it, so an IPv6 address goes in brackets (as a URL's host does, RFC 3986 section 3.2.2)."""
+    if not isinstance(host, str):
+        return "is not a host name or address"
+    if host.startswith("[") and host.endswith("]"):
+        inner = host[1:-1]
+        return None if ":" in inner and hostname_problem(inner) is None else "is not an IPv6 address in brackets"
+    if ":" in host:
+        return f"is not a host name or address (an IPv6 address goes in brackets, as [{host}])"
+    problem = hostname_problem(host) if host else "is empty"
+    return f"is not a host name or address ({problem})" if problem else None
+
+
 def plan(params: dict) -> dict:
     """Validate the role's variables (names without the ``pageserver_instance_`` prefix) before any AWS call.
 
@@ -233,6 +248,10 @@ def plan(params: dict) -> dict:
             "kms_key_id": params.get("data_volume_kms_key_id"),
         },
     )
+    host = params.get("host") or ""
+    host_problem = _host_tag_problem(host) if host else None
+    if host_problem:
+        errors.add("host", host, host_problem)
     user_tags = _user_tags(errors, params.get("tags") or {})
     if errors:
         return {"errors": list(errors)}
@@ -245,6 +264,7 @@ def plan(params: dict) -> dict:
         "neon_pg_port": str(params["pg_port"]),
         "neon_api_scheme": params["api_scheme"],
         "neon_s3_prefix": prefix,
+        **({"neon_host": host} if host else {}),
     }
     return {
         "errors": [],

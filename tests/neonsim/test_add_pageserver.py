@@ -186,3 +186,27 @@ def _status(url: str):
         return requests.get(f"{url}/v1/status", timeout=2).json()
     except (requests.RequestException, ValueError):
         return None
+
+
+def test_pageserver_binary_takes_tenant_config_and_the_safekeepers_of_a_fleet(tmp_path, monkeypatch):
+    from neonsim import pageserver_binary
+
+    config = {
+        "id": 7,
+        "control_plane_api": "http://127.0.0.1:1/upcall/v1/",
+        "availability_zone": "az-a",
+        "remote_storage": {"bucket_name": "b"},
+    }
+    monkeypatch.delenv("NEONSIM_SAFEKEEPERS_FROM", raising=False)
+    assert pageserver_binary.fleet_from_config(tmp_path, config, None)["safekeepers"] == []
+    safekeepers = [{"name": "sk1", "node_id": 101, "az": "az-a", "http_port": 1, "pg_port": 2}]
+    (tmp_path / "fleet.json").write_text(json.dumps({"safekeepers": safekeepers}))
+    monkeypatch.setenv("NEONSIM_SAFEKEEPERS_FROM", str(tmp_path))
+    assert pageserver_binary.fleet_from_config(tmp_path, config, None)["safekeepers"] == safekeepers
+    # [tenant_config] of pageserver.toml: the pageserver-wide tenant defaults.
+    tuned = {**config, "tenant_config": {"checkpoint_timeout": "2s"}}
+    assert pageserver_binary.fleet_from_config(tmp_path, tuned, None)["tenant_defaults"] == {"checkpoint_timeout": "2s"}
+    assert pageserver_binary.fleet_from_config(tmp_path, config, None)["tenant_defaults"] == {}
+    monkeypatch.setenv("NEONSIM_SAFEKEEPERS_FROM", str(tmp_path / "missing"))
+    with pytest.raises(pageserver_binary.ConfigError, match="NEONSIM_SAFEKEEPERS_FROM: cannot read"):
+        pageserver_binary.fleet_from_config(tmp_path, config, None)

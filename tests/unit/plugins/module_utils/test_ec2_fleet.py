@@ -150,6 +150,11 @@ def test_extra_vars_given_as_text_are_integers():
         ({"pg_port": 70000}, "pageserver_instance_pg_port: 70000 is not a TCP port"),
         ({"api_scheme": "ftp"}, "pageserver_instance_api_scheme: 'ftp' is not http or https"),
         ({"s3_prefix": "../other/"}, "pageserver_instance_s3_prefix: '../other/' is not an S3 key prefix"),
+        ({"host": "fd00::4"}, "pageserver_instance_host: 'fd00::4' is not a host name or address (an IPv6 address"),
+        ({"host": "[10.0.0.1]"}, "pageserver_instance_host: '[10.0.0.1]' is not an IPv6 address in brackets"),
+        ({"host": "ps4.example.com:9898"}, "pageserver_instance_host: 'ps4.example.com:9898' is not a host name"),
+        ({"host": "ps 4"}, "pageserver_instance_host: 'ps 4' is not a host name or address (the host name may"),
+        ({"tags": {"neon_host": "x"}}, "pageserver_instance_tags: 'neon_host' is set by the role"),
         ({"tags": {"neon_node_id": "5"}}, "pageserver_instance_tags: 'neon_node_id' is set by the role"),
         ({"tags": {"Name": "x"}}, "pageserver_instance_tags: 'Name' is set by the role"),
         ({"tags": {"aws:cloudformation": "x"}}, "pageserver_instance_tags: 'aws:cloudformation' is not a tag key"),
@@ -161,6 +166,21 @@ def test_extra_vars_given_as_text_are_integers():
 def test_bad_input_is_named_with_its_value(overrides, message):
     found = errors(**overrides)
     assert any(message in e for e in found), found
+
+
+@pytest.mark.parametrize("host", ["ps4.storage.internal", "10.213.78.2", "[fd00::4]"])
+def test_host_is_tagged_and_makes_the_contract_addresses(host):
+    request = fleet.plan({**VALID, "host": host})
+    assert request["errors"] == []
+    assert request["tags"]["neon_host"] == host
+    composed = fleet.contract_host_vars("pageserver", request["tags"], "10.0.1.7", "us-east-1b")
+    assert composed["ansible_host"] == host
+    assert composed["neon_api_url"] == f"http://{host}:9898"
+    assert composed["neon_pg_addr"] == f"{host}:64000"
+
+
+def test_no_host_no_tag():
+    assert "neon_host" not in fleet.plan({**VALID, "host": ""})["tags"]
 
 
 def test_every_problem_is_reported_at_once():
