@@ -13,11 +13,14 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.neonops.storage.plugins.module_utils import _disk_plan
 
 
-def disk_report(before, after, run_id, plan=None, moves=None, node=None):
+def disk_report(before, after, run_id, plan=None, moves=None, node=None, failure=None):
     """The report dictionary from the disk use before and after (``pageserver_disk_plan``'s ``disk``)."""
     if not isinstance(before, dict) or not isinstance(after, dict):
         raise AnsibleFilterError("disk_report: before and after must be the disk dictionaries of pageserver_disk_plan")
-    return _disk_plan.build_report(str(run_id), dict(before), dict(after), plan, list(moves or []), dict(node or {}))
+    failure = dict(failure) if failure else None
+    return _disk_plan.build_report(
+        str(run_id), dict(before), dict(after), plan, list(moves or []), dict(node or {}), failure
+    )
 
 
 def disk_report_markdown(report):

@@ -209,8 +209,14 @@ def plan_lines(disk: dict, plan: dict) -> list:
     return lines
 
 
-def build_report(run_id: str, before: dict, after: dict, plan: dict | None, outcomes: list, node: dict) -> dict:
-    """The provision run's report: each node's disk use before and after, the plan and each move's outcome."""
+def build_report(
+    run_id: str, before: dict, after: dict, plan: dict | None, outcomes: list, node: dict, failure: dict | None = None
+) -> dict:
+    """The provision run's report: each node's disk use before and after, the plan and each move's outcome.
+
+    ``failure`` (``error``, and the ``outcome`` and ``report`` of the failed move's own end step) is given when a
+    move failed: that move is listed with its outcome, and the planned moves after it as ``not_started``.
+    """
     names = sorted(set(before) | set(after))
     nodes = []
     for name in names:
@@ -224,15 +230,33 @@ def build_report(run_id: str, before: dict, after: dict, plan: dict | None, outc
                 "delta_bytes": (a["used_bytes"] - b["used_bytes"]) if a and b else None,
             }
         )
-    failed = [o for o in outcomes if o.get("outcome") not in ("migrated", "already_done")]
+    moves = list(outcomes) + (_unfinished_moves(plan, outcomes, failure) if failure is not None else [])
+    failed = failure is not None or any(m.get("outcome") not in ("migrated", "already_done") for m in moves)
     return {
         "run_id": run_id,
         "new_node": node,
         "plan": plan,
-        "moves": outcomes,
+        "moves": moves,
         "nodes": nodes,
-        "outcome": "failed" if failed else ("moved" if outcomes else "no_moves"),
+        "outcome": "failed" if failed else ("moved" if moves else "no_moves"),
     }
+
+
+def _unfinished_moves(plan: dict | None, outcomes: list, failure: dict) -> list:
+    """The planned moves without an outcome: the first is the one that failed, the others never started."""
+    recorded = {m.get("tenant_id") for m in outcomes}
+    pending = [m for m in (plan or {}).get("moves") or [] if m.get("tenant_id") not in recorded]
+    if not pending:
+        return []
+    # The failed move's end step wrote its own report; a report already listed belongs to an earlier move.
+    own = failure.get("report") and failure["report"] not in {m.get("report") for m in outcomes}
+    first = {
+        **pending[0],
+        "outcome": (failure.get("outcome") if own else None) or "failed",
+        "report": failure.get("report") if own else "",
+        "error": failure.get("error") or "",
+    }
+    return [first] + [{**m, "outcome": "not_started", "report": ""} for m in pending[1:]]
 
 
 def _size(value) -> str:

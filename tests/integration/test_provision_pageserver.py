@@ -166,3 +166,30 @@ def test_grow_the_fleet_moves_the_largest_tenants_under_load(fleet, tmp_path):
     rc, output, again = provision(fleet, tmp_path / "rerun")
     assert rc == 0, output[-6000:]
     assert again["outcome"] == "no_moves" and again["moves"] == []
+
+
+def test_a_failed_move_is_reported_with_its_outcome_and_the_moves_after_it(fleet, tmp_path):
+    """ps4 refuses every location change: the first move rolls back, the second never starts; the report says so
+    (it used to say no_moves with an empty table) and the playbook fails."""
+    # Both on ps3 before and after the grow-the-fleet test (it moves hot and the smaller id of cold1/cold2).
+    first, second = tenant_id(fleet, "small"), max(tenant_id(fleet, "cold1"), tenant_id(fleet, "cold2"))
+    fleet.fault("ps4", routes=r"^PUT /v1/tenant/[^/]+/location_config$", status=500)
+    try:
+        rc, output, report = provision(
+            fleet,
+            tmp_path / "failing",
+            provision_pageserver_relieve=False,
+            provision_pageserver_tenants=[first, second],
+            provision_pageserver_relieve_source="ps3",
+        )
+    finally:
+        fleet_mod.fault(fleet.dir, "ps4", None)
+    assert rc != 0, output[-6000:]
+    assert report is not None and report["outcome"] == "failed", output[-6000:]
+    moves = [(m["tenant_id"], m["outcome"]) for m in report["moves"]]
+    assert moves[0][0] == first and moves[0][1] not in ("migrated", "already_done", "failed"), report["moves"]
+    assert moves[1:] == [(second, "not_started")], report["moves"]
+    assert report["moves"][0]["report"], report["moves"][0]  # the migration's own report
+    assert locations(fleet, "ps3")[first]["mode"] == "AttachedSingle"
+    markdown = Path(str(tmp_path / "failing" / f"provision-{report['run_id']}.md")).read_text()
+    assert "**Outcome: failed**" in markdown and f"| {second} |" in markdown and "not_started" in markdown

@@ -128,6 +128,29 @@ def test_report_shows_each_node_before_and_after():
     assert failed["outcome"] == "failed"
 
 
+def test_a_failed_move_and_the_moves_after_it_are_in_the_report():
+    disk = {"ps3": {"node_id": 3, **plan.disk_usage({"disk_usage_bytes": 85 * GIB, "free_space_bytes": 15 * GIB})}}
+    planned = {"moves": [{"tenant_id": t, "size_bytes": GIB} for t in (A, B, C)]}
+    done = [{"tenant_id": A, "size_bytes": GIB, "outcome": "migrated", "report": "a.json"}]
+    failure = {"error": "catch-up timed out", "outcome": "rolled_back", "report": "b.json"}
+    report = plan.build_report("run-3", disk, disk, planned, done, {}, failure)
+    assert report["outcome"] == "failed"
+    assert [(m["tenant_id"], m["outcome"], m.get("report")) for m in report["moves"]] == [
+        (A, "migrated", "a.json"),
+        (B, "rolled_back", "b.json"),
+        (C, "not_started", ""),
+    ]
+    assert report["moves"][1]["error"] == "catch-up timed out"
+    assert "| rolled_back | b.json |" in plan.render_markdown(report)
+    # A failure before the move's own report (its end step left the previous move's result behind): no outcome of
+    # the previous move is taken for it.
+    stale = {"error": "the role's arguments", "outcome": "migrated", "report": "a.json"}
+    report = plan.build_report("run-4", disk, disk, planned, done, {}, stale)
+    assert [(m["outcome"], m.get("report")) for m in report["moves"][1:]] == [("failed", ""), ("not_started", "")]
+    # A failure with every planned move recorded (or none planned) still fails the run.
+    assert plan.build_report("run-5", disk, disk, None, [], {}, failure)["outcome"] == "failed"
+
+
 DF = "    1B-blocks        Avail\n   1000000000   900000000\n"
 
 
