@@ -382,15 +382,17 @@ def contract_host_vars(role: str, tags: dict, private_ip: str, placement_zone: s
     ``neon_http_port``/``neon_pg_port`` (else upstream defaults), ``neon_api_scheme`` (else http),
     ``neon_availability_zone`` (else the instance's placement).
     """
-    host = tags.get("neon_host") or private_ip
+    # An IPv6 neon_host, bracketed or not: ssh takes it without brackets, URLs and host:port need them.
+    host = (tags.get("neon_host") or private_ip).replace("[", "").replace("]", "")
+    url_host = f"[{host}]" if ":" in host else host
     ports = DEFAULT_PORTS[role]
     http_port = tags.get("neon_http_port") or ports["http"]
     pg_port = tags.get("neon_pg_port") or ports["pg"]
     scheme = tags.get("neon_api_scheme") or "http"
-    out: dict = {"ansible_host": host, "neon_api_url": f"{scheme}://{host}:{http_port}"}
+    out: dict = {"ansible_host": host, "neon_api_url": f"{scheme}://{url_host}:{http_port}"}
     if role in ("pageserver", "safekeeper"):
         out["neon_node_id"] = int(tags.get("neon_node_id") or 0)
-        out["neon_pg_addr"] = f"{host}:{pg_port}"
+        out["neon_pg_addr"] = f"{url_host}:{pg_port}"
         out["neon_availability_zone"] = tags.get("neon_availability_zone") or placement_zone
     if role == "pageserver":
         out["neon_s3_prefix"] = tags.get("neon_s3_prefix", DEFAULT_S3_PREFIX)

@@ -102,7 +102,7 @@ def setup(neonsim_fleet_module, tmp_path_factory):
             }
         }
         path = inventory_file(tmp / "inventory", endpoint, ["us-east-1", "us-west-2"], fleet_name, group_vars)
-        yield {"sim": sim, "tmp": tmp, "path": path, "placed": placed}
+        yield {"sim": sim, "tmp": tmp, "path": path, "placed": placed, "endpoint": endpoint}
 
 
 def test_aws_ec2_inventory_equals_neonsim_inventory(setup):
@@ -138,6 +138,39 @@ def test_aws_ec2_inventory_equals_neonsim_inventory(setup):
     )
     assert from_ec2["pageservers"]["ps3"] == expected
     assert from_ec2["computes"]["c-ec2"]["neon_tenant_id"] == tenant_id(sim, "ec2")
+
+
+def test_an_ipv6_host_tag_gives_ssh_a_bare_address_and_the_urls_a_bracketed_one(setup):
+    """neon_host as an operator may write it for an IPv6 fleet, bracketed or not (the pageserver_instance role writes
+    it bracketed): ssh takes no brackets; a URL and a host:port need them."""
+    fleet_name = f"ipv6-{os.getpid()}"
+    client = ec2(setup["endpoint"], DEFAULT_REGION)
+    image = sorted(i["ImageId"] for i in client.describe_images()["Images"])[0]
+    for name, host in (("ps7", "[fd00::7]"), ("ps8", "fd00::8"), ("ps9", "ps9.storage.internal")):
+        tags = {"Name": name, "neon_role": "pageserver", "neon_node_id": name[2:], "neon_host": host}
+        client.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="m5.large",
+            TagSpecifications=[
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": k, "Value": v} for k, v in {**tags, "neon_fleet": fleet_name}.items()],
+                }
+            ],
+        )
+    path = inventory_file(setup["tmp"] / "ipv6", setup["endpoint"], [DEFAULT_REGION], fleet_name, {})
+    hostvars = inventory_list(path, setup["tmp"])["_meta"]["hostvars"]
+    addresses = {
+        name: (hostvars[name]["ansible_host"], hostvars[name]["neon_api_url"], hostvars[name]["neon_pg_addr"])
+        for name in ("ps7", "ps8", "ps9")
+    }
+    assert addresses == {
+        "ps7": ("fd00::7", "http://[fd00::7]:9898", "[fd00::7]:64000"),
+        "ps8": ("fd00::8", "http://[fd00::8]:9898", "[fd00::8]:64000"),
+        "ps9": ("ps9.storage.internal", "http://ps9.storage.internal:9898", "ps9.storage.internal:64000"),
+    }
 
 
 def test_migrate_tenant_with_the_aws_ec2_inventory(setup, report_dir):

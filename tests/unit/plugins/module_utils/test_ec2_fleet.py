@@ -174,9 +174,17 @@ def test_host_is_tagged_and_makes_the_contract_addresses(host):
     assert request["errors"] == []
     assert request["tags"]["neon_host"] == host
     composed = fleet.contract_host_vars("pageserver", request["tags"], "10.0.1.7", "us-east-1b")
-    assert composed["ansible_host"] == host
+    assert composed["ansible_host"] == host.strip("[]")  # ssh takes no brackets
     assert composed["neon_api_url"] == f"http://{host}:9898"
     assert composed["neon_pg_addr"] == f"{host}:64000"
+
+
+@pytest.mark.parametrize("tag", ["fd00::4", "[fd00::4]"])
+def test_an_ipv6_host_tag_set_by_hand_bracketed_or_not(tag):
+    composed = fleet.contract_host_vars("pageserver", {"neon_host": tag, "neon_node_id": "4"}, "10.0.1.7", "az")
+    assert composed["ansible_host"] == "fd00::4"
+    assert composed["neon_api_url"] == "http://[fd00::4]:9898"
+    assert composed["neon_pg_addr"] == "[fd00::4]:64000"
 
 
 def test_no_host_no_tag():
