@@ -53,20 +53,23 @@ def launch_fleet_instances(sim, endpoint: str, fleet_name: str) -> dict:
     placed = {}
     for role, entry in nodes:
         region = REGION_OF.get(entry["name"], DEFAULT_REGION)
-        client = ec2(endpoint, region)
-        image = sorted(i["ImageId"] for i in client.describe_images()["Images"])[0]
-        tags = {**node_tags(sim, role, entry), "neon_fleet": fleet_name}
-        client.run_instances(
-            ImageId=image,
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="m5.large",
-            TagSpecifications=[
-                {"ResourceType": "instance", "Tags": [{"Key": k, "Value": str(v)} for k, v in tags.items()]}
-            ],
-        )
+        launch_tagged_instance(ec2(endpoint, region), {**node_tags(sim, role, entry), "neon_fleet": fleet_name})
         placed[entry["name"]] = region
     return placed
+
+
+def launch_tagged_instance(client, tags: dict) -> None:
+    """One instance of the test AMI with these tags (as the inventory's filters and compose read them)."""
+    image = sorted(i["ImageId"] for i in client.describe_images()["Images"])[0]
+    client.run_instances(
+        ImageId=image,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="m5.large",
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": str(v)} for k, v in tags.items()]}
+        ],
+    )
 
 
 class InventoryFleet:
@@ -145,21 +148,9 @@ def test_an_ipv6_host_tag_gives_ssh_a_bare_address_and_the_urls_a_bracketed_one(
     it bracketed): ssh takes no brackets; a URL and a host:port need them."""
     fleet_name = f"ipv6-{os.getpid()}"
     client = ec2(setup["endpoint"], DEFAULT_REGION)
-    image = sorted(i["ImageId"] for i in client.describe_images()["Images"])[0]
     for name, host in (("ps7", "[fd00::7]"), ("ps8", "fd00::8"), ("ps9", "ps9.storage.internal")):
         tags = {"Name": name, "neon_role": "pageserver", "neon_node_id": name[2:], "neon_host": host}
-        client.run_instances(
-            ImageId=image,
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="m5.large",
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [{"Key": k, "Value": v} for k, v in {**tags, "neon_fleet": fleet_name}.items()],
-                }
-            ],
-        )
+        launch_tagged_instance(client, {**tags, "neon_fleet": fleet_name})
     path = inventory_file(setup["tmp"] / "ipv6", setup["endpoint"], [DEFAULT_REGION], fleet_name, {})
     hostvars = inventory_list(path, setup["tmp"])["_meta"]["hostvars"]
     addresses = {
